@@ -1,0 +1,66 @@
+"""Sampler step maths shared by every backend.
+
+Each DDIM/DDPM step is ``x_prev = c_x * x_t + c_x0 * x0_hat + sigma * z``: three numbers per step, computed
+here once in float64. The same coefficients drive the torch sampler, get baked into the exported sampler graph
+and run the numpy loop in the runtime, so the three cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Sequence, TypeVar
+
+import numpy as np
+
+Prediction = Literal["eps", "v", "x0"]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Step:
+    t: int  # training timestep the network is evaluated at
+    sqrt_ab: float  # sqrt(alpha_bar_t): turns eps/v predictions into x0
+    sqrt_1mab: float  # sqrt(1 - alpha_bar_t)
+    c_x: float
+    c_x0: float
+    sigma: float  # std of fresh noise added by this step; 0 for deterministic DDIM
+
+
+def ddim_steps(alphas_cumprod: np.ndarray, timesteps: Sequence[int], eta: float = 0.0) -> list[Step]:
+    """Steps over ``timesteps`` (descending). eta=0 is deterministic DDIM; eta=1 over every timestep is DDPM's
+    ancestral sampler (the posterior variance beta-tilde). The last step lands on clean data (alpha_bar=1)."""
+    ts = [int(t) for t in timesteps]
+    if any(b >= a for a, b in zip(ts, ts[1:])):
+        raise ValueError(f"timesteps must be strictly descending, got {ts}")
+    if ts[-1] < 0 or ts[0] >= len(alphas_cumprod):
+        raise ValueError(f"timesteps must lie in [0, {len(alphas_cumprod) - 1}], got {ts}")
+    steps = []
+    for i, t in enumerate(ts):
+        ab = float(alphas_cumprod[t])
+        ab_prev = float(alphas_cumprod[ts[i + 1]]) if i + 1 < len(ts) else 1.0
+        sigma = eta * np.sqrt((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev))
+        c_x = np.sqrt(max(1 - ab_prev - sigma**2, 0.0)) / np.sqrt(1 - ab)
+        c_x0 = np.sqrt(ab_prev) - c_x * np.sqrt(ab)
+        steps.append(Step(t, float(np.sqrt(ab)), float(np.sqrt(1 - ab)), float(c_x), float(c_x0), float(sigma)))
+    return steps
+
+
+def to_x0(pred: T, x_t: T, sqrt_ab, sqrt_1mab, prediction: Prediction) -> T:
+    """Convert a network prediction to an x0 estimate. Works on numpy arrays and torch tensors alike."""
+    if prediction == "x0":
+        return pred
+    if prediction == "eps":
+        return (x_t - sqrt_1mab * pred) / sqrt_ab  # type: ignore[operator]
+    if prediction == "v":
+        return sqrt_ab * x_t - sqrt_1mab * pred  # type: ignore[operator]
+    raise ValueError(f"unknown prediction type {prediction!r}")
+
+
+def apply_step(step: Step, x_t: T, x0: T, noise: T | None) -> T:
+    """One sampler update; ``noise`` is only read when the step is stochastic."""
+    x = step.c_x * x_t + step.c_x0 * x0  # type: ignore[operator]
+    if step.sigma > 0:
+        if noise is None:
+            raise ValueError("a stochastic step (eta > 0) needs noise")
+        x = x + step.sigma * noise
+    return x

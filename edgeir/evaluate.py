@@ -1,0 +1,49 @@
+"""Evaluate a restorer and its task's naive baseline on ground-truth images (degraded here, with a fixed seed
+per image so every model sees the same inputs)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from edgeir.metrics import mean_metrics, measure
+from edgeir.progress import progress_bar
+from edgeir.tasks import Degraded, Task
+
+
+def center_crop(img: np.ndarray, size: int | None, multiple: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    if size:
+        h, w = min(h, size), min(w, size)
+    h, w = h // multiple * multiple, w // multiple * multiple
+    y, x = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
+    return img[y : y + h, x : x + w]
+
+
+def degrade_set(task: Task, images: Sequence[tuple[str, np.ndarray]], size: int | None, seed: int = 0
+                ) -> list[tuple[str, np.ndarray, Degraded]]:
+    """(name, ground truth, degraded) with ground truth cropped to ``size`` and to the task's scale."""
+    out = []
+    for i, (name, img) in enumerate(images):
+        gt = task.crop_gt(center_crop(img, size, task.scale))
+        out.append((name, gt, task.degrade(gt, np.random.default_rng([seed, i]))))
+    return out
+
+
+def evaluate(restore, task: Task, cases: list[tuple[str, np.ndarray, Degraded]], baseline: bool = True,
+             label: str = "eval") -> dict:
+    """``restore(degraded, index) -> image``. Returns per-image rows and means for the model and baseline."""
+    rows, base_rows = [], []
+    with progress_bar(label, total=len(cases)) as advance:
+        for i, (name, gt, d) in enumerate(cases):
+            rows.append({"image": name, **measure(restore(d, i), gt, crop=task.scale)})
+            if baseline:
+                base_rows.append({"image": name, **measure(task.baseline(d), gt, crop=task.scale)})
+            advance(1)
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "image"} for r in rs]  # noqa: E731
+    result = {"model": mean_metrics(strip(rows)), "per_image": rows}
+    if baseline:
+        result["baseline"] = mean_metrics(strip(base_rows))
+        result["baseline_per_image"] = base_rows
+    return result

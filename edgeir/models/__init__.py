@@ -1,0 +1,1 @@
+"""Networks and the one denoiser interface every network is adapted to."""

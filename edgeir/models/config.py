@@ -1,0 +1,78 @@
+"""The restorer's config: everything besides weights that is needed to rebuild and run it. Saved as
+``config.json`` next to ``model.safetensors``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from edgeir.diffusion.schedules import ScheduleKind, spaced_timesteps
+from edgeir.models.unet import UNetConfig
+from edgeir.tasks import TaskConfig
+
+FORMAT = "edgeir.restorer/1"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EdgeUNetSpec(_Strict):
+    type: Literal["edge_unet"] = "edge_unet"
+    config: UNetConfig = Field(default_factory=UNetConfig)
+
+
+class DiffusersUNetSpec(_Strict):
+    """A diffusers ``UNet2DModel`` whose input is ``concat(x_t, condition)`` along channels."""
+
+    type: Literal["diffusers_unet2d"] = "diffusers_unet2d"
+    config: dict[str, Any]
+
+
+NetworkSpec = Annotated[Union[EdgeUNetSpec, DiffusersUNetSpec], Field(discriminator="type")]
+
+
+class ScheduleConfig(_Strict):
+    kind: ScheduleKind = "cosine"
+    num_train_timesteps: int = Field(1000, ge=2)
+
+
+class SamplerConfig(_Strict):
+    kind: Literal["ddim", "ddpm"] = "ddim"
+    steps: int = Field(50, ge=1)
+    eta: float = Field(0.0, ge=0, le=1)
+    temperature: float = Field(1.0, gt=0, le=2)  # scale of the initial noise
+    # A distilled student visits exactly these timesteps (descending); None means evenly spaced ``steps``.
+    timesteps: list[int] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "SamplerConfig":
+        if self.timesteps is not None and len(self.timesteps) != self.steps:
+            raise ValueError(f"timesteps lists {len(self.timesteps)} entries but steps={self.steps}")
+        return self
+
+
+class RestorerConfig(_Strict):
+    format: Literal["edgeir.restorer/1"] = FORMAT
+    network: NetworkSpec = Field(default_factory=EdgeUNetSpec)
+    prediction: Literal["eps", "v", "x0"] = "x0"
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    task: TaskConfig
+    # The network works on (ground truth - base image) * residual_scale, so its target has roughly unit scale.
+    residual_scale: float = Field(1.0, gt=0)
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+    provenance: dict[str, Any] = Field(default_factory=dict)
+
+    def timesteps(self, steps: int | None = None) -> list[int]:
+        """The timesteps the default sampler visits, or ``steps`` evenly spaced ones."""
+        if steps is None and self.sampler.timesteps is not None:
+            return list(self.sampler.timesteps)
+        return spaced_timesteps(self.schedule.num_train_timesteps, steps or self.sampler.steps)
+
+    @property
+    def multiple_of(self) -> int:
+        if isinstance(self.network, EdgeUNetSpec):
+            return self.network.config.multiple_of
+        n_down = len(self.network.config.get("block_out_channels", (0,))) - 1
+        return 2**n_down

@@ -1,0 +1,1 @@
+"""Human-readable output: tables on the terminal, report.md and plots."""

@@ -1,0 +1,1 @@
+"""Training shipped teachers (tools/train_teacher.py and ``edgeir train``)."""
