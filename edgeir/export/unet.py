@@ -1,0 +1,36 @@
+"""The UNet alone as an ONNX graph: inputs ``x_t`` (B,3,H,W), ``t`` (B,) float, ``condition`` (B,C,H,W);
+output ``prediction``. Batch, height and width are dynamic (height and width must be multiples of the
+network's ``multiple_of``, recorded by the caller)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+
+from edgeir.models.restorer import Restorer
+
+INPUTS = ("x_t", "t", "condition")
+OUTPUT = "prediction"
+
+
+def export_unet(restorer: Restorer, path: str | Path, opset: int = 17, size: tuple[int, int] | None = None
+                ) -> Path:
+    """Export with the TorchScript-based exporter: it keeps batch/height/width dynamic from a batch-2 example
+    (the dynamo exporter specialises batch-1 examples) and is the path NNCF's Q/DQ export uses too."""
+    path = Path(path)
+    cfg = restorer.config
+    m = cfg.multiple_of
+    h, w = size or (2 * m, 3 * m)
+    net = restorer.denoiser.eval()
+    p = next(net.parameters())
+    args = (torch.randn(2, 3, h, w, device=p.device), torch.tensor([500.0, 20.0], device=p.device),
+            torch.randn(2, cfg.task.cond_channels, h, w, device=p.device))
+    dyn = {"x_t": {0: "batch", 2: "height", 3: "width"}, "t": {0: "batch"},
+           "condition": {0: "batch", 2: "height", 3: "width"}, OUTPUT: {0: "batch", 2: "height", 3: "width"}}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, args, str(path), input_names=list(INPUTS), output_names=[OUTPUT],
+                          dynamic_axes=dyn, opset_version=opset, dynamo=False)
+    return path
