@@ -43,8 +43,10 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Picture:
         raise
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(f"{path}: not a readable image ({type(e).__name__})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{path}: exceeds the {max_pixels:,}-pixel limit (decompression bomb?)") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not a readable image") from None
     except (OSError, ValueError, SyntaxError) as e:
         raise ImageError(f"{path}: corrupt or truncated image ({str(e).splitlines()[0][:80]})") from None
 

@@ -1,0 +1,3 @@
+from edgeir.cli import main
+
+main()

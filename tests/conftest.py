@@ -1,0 +1,29 @@
+import numpy as np
+import pytest
+import torch
+
+from edgeir.models.config import EdgeUNetSpec, RestorerConfig, SamplerConfig
+from edgeir.models.restorer import Restorer
+from edgeir.models.unet import UNetConfig
+from edgeir.tasks import SRTask
+
+torch.set_num_threads(1)  # CI has 2 cores; tiny models gain nothing from more
+
+
+def tiny_config(task=None, **unet) -> RestorerConfig:
+    task = task or SRTask(scale=2)
+    cfg = UNetConfig(cond_channels=task.cond_channels, unshuffle=2, channels=(8, 16), norm_groups=4,
+                     attention_heads=2, time_embed_dim=16, **unet)
+    return RestorerConfig(task=task, network=EdgeUNetSpec(config=cfg), residual_scale=4.0,
+                          sampler=SamplerConfig(steps=4))
+
+
+@pytest.fixture
+def tiny_restorer() -> Restorer:
+    torch.manual_seed(0)
+    return Restorer(tiny_config()).eval()
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
