@@ -1,0 +1,69 @@
+"""Bundles for the runtime tests, made from tiny torch restorers (torch is fine here, never in the runtime).
+The sampler graph is exported from ``Restorer.restore_tensor`` itself, so the runtime is compared against
+the very code the torch pipeline runs."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edgeir.export.unet import export_unet
+from edgeir.models.config import EdgeUNetSpec, RestorerConfig, SamplerConfig
+from edgeir.models.restorer import Restorer
+from edgeir.models.unet import UNetConfig
+from edgeir.runtime import Manifest, make_variant, write_bundle
+from edgeir.tasks import SRTask
+
+
+def tiny_restorer(task=None, steps: int = 2, seed: int = 0) -> Restorer:
+    task = task or SRTask(scale=2)
+    net = UNetConfig(cond_channels=task.cond_channels, channels=(8, 16), unshuffle=2, norm_groups=4,
+                     attention_heads=2, time_embed_dim=16)
+    cfg = RestorerConfig(network=EdgeUNetSpec(config=net), task=task, residual_scale=2.0,
+                         sampler=SamplerConfig(steps=steps, temperature=0.7))
+    torch.manual_seed(seed)
+    restorer = Restorer(cfg).eval()
+    with torch.no_grad():  # random weights barely move the output; make the residual visible
+        for p in restorer.parameters():
+            p.mul_(3.0)
+    return restorer
+
+
+class SamplerGraph(nn.Module):
+    def __init__(self, restorer: Restorer):
+        super().__init__()
+        self.restorer = restorer
+        self.schedule = restorer.steps()
+
+    def forward(self, condition: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return self.restorer.restore_tensor(condition, noise, self.schedule)
+
+
+def export_sampler(restorer: Restorer, path: Path) -> Path:
+    m = restorer.config.multiple_of
+    args = (torch.randn(2, restorer.task.cond_channels, 2 * m, 3 * m), torch.randn(2, 3, 2 * m, 3 * m))
+    dyn = {n: {0: "batch", 2: "height", 3: "width"} for n in ("condition", "noise", "image")}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(SamplerGraph(restorer).eval(), args, str(path), input_names=["condition", "noise"],
+                          output_names=["image"], dynamic_axes=dyn, opset_version=17, dynamo=False)
+    return path
+
+
+def make_bundle(restorer: Restorer, dest: Path, kinds=("sampler",), tile: int = 32, overlap: int = 8) -> Path:
+    cfg = restorer.config
+    work = dest.parent / f"{dest.name}.graphs"
+    work.mkdir(parents=True, exist_ok=True)
+    files, variants = {}, []
+    for kind in kinds:
+        graph = f"{kind}.onnx"
+        (export_sampler if kind == "sampler" else export_unet)(restorer, work / graph)
+        files[graph] = work / graph
+        variants.append(make_variant(kind, graph, kind, cfg.task.cond_channels, restorer.steps(),
+                                     cfg.prediction, cfg.sampler.temperature, cfg.residual_scale))
+    manifest = Manifest(task=cfg.task, multiple_of=cfg.multiple_of, min_size=cfg.multiple_of, tile=tile,
+                        overlap=overlap, variants=variants, producer={"by": "tests"})
+    return write_bundle(dest, files, manifest)
