@@ -6,7 +6,6 @@ from typing import Literal
 
 import numpy as np
 from pydantic import Field
-from scipy.signal import fftconvolve
 
 from edgeir.tasks.base import Degraded, Task, add_noise
 
@@ -32,6 +31,8 @@ def motion_kernel(length: int, angle_deg: float) -> np.ndarray:
 
 def blur(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """Convolution with reflected borders; FFT-based because motion kernels are large."""
+    from scipy.signal import fftconvolve  # lazily: the runtime imports this module and ships without scipy
+
     ry, rx = kernel.shape[0] // 2, kernel.shape[1] // 2
     padded = np.pad(image, ((ry, ry), (rx, rx), (0, 0)), mode="symmetric")
     return fftconvolve(padded, kernel[..., None], mode="valid", axes=(0, 1)).astype(np.float32)
