@@ -1,0 +1,53 @@
+"""Evaluate the shipped teachers against their naive baselines on the held-out photographs, in one table.
+
+    python tools/eval_teachers.py [--size 256] [--sweep]
+
+``--sweep`` also tries other noise temperatures and step counts (how the shipped default samplers were chosen).
+"""
+
+from __future__ import annotations
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from edgeir.data.builtin import builtin_images
+from edgeir.evaluate import degrade_set, evaluate
+from edgeir.load import TEACHERS, load_restorer
+from edgeir.metrics import METRICS
+
+
+@click.command()
+@click.option("--size", default=256, show_default=True, help="Centre crop of each held-out photograph.")
+@click.option("--sweep", is_flag=True, help="Also sweep sampler temperature and steps.")
+def main(size: int, sweep: bool) -> None:
+    table = Table(title=f"shipped teachers vs naive baselines, held-out photographs ({size}px crops)")
+    for col in ("teacher", "method", *METRICS, "vs baseline"):
+        table.add_column(col, justify="right" if col in METRICS else "left")
+    images = builtin_images("heldout")
+    for name in TEACHERS:
+        r = load_restorer(name)
+        s = r.config.sampler
+        cases = degrade_set(r.task, images, size)
+        variants = [(s.steps, s.temperature)]
+        if sweep:
+            variants += [(st, tmp) for st in (20, 50) for tmp in (1.0, 0.7, 0.5) if (st, tmp) != variants[0]]
+        base = None
+        for steps, temp in variants:
+            r.config = r.config.model_copy(update={"sampler": s.model_copy(update={"temperature": temp})})
+            res = evaluate(lambda d, i: r.restore(d, seed=i, schedule=r.steps(steps)), r.task, cases,
+                           baseline=base is None, label=f"{name} {steps} steps T={temp}")
+            if base is None:
+                base = res["baseline"]
+                table.add_row(name, "naive baseline", *(f"{base[m]:.4f}" for m in METRICS), "")
+            m = res["model"]
+            beats = all(m[k] > base[k] for k in METRICS)
+            default = " (default)" if (steps, temp) == variants[0] else ""
+            table.add_row("", f"DDIM-{steps} T={temp}{default}", *(f"{m[k]:.4f}" for k in METRICS),
+                          f"{m['psnr'] - base['psnr']:+.2f} dB, {'beats on all four' if beats else 'does not beat'}")
+        table.add_section()
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
