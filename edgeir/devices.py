@@ -1,0 +1,59 @@
+"""Device budget profiles (recipes/devices/*.yaml): the size, p95 latency budget, precision and TensorRT
+workspace a product needs on a device. Their budgets are targets; only ``edgeir bench`` on the device itself
+turns them into measurements."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from edgeir.errors import ConfigError, validation_message
+
+PROFILES = Path(__file__).resolve().parent.parent / "recipes" / "devices"
+
+
+class DeviceProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str
+    status: Literal["target", "measured"] = "target"
+    size: str  # output "HxW"
+    p95_budget_ms: float = Field(gt=0)
+    precision: Literal["fp32", "fp16", "int8"]
+    backend: Literal["tensorrt", "onnxruntime-cuda", "onnxruntime-cpu"]
+    workspace_mb: int = Field(ge=0)
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, v: str) -> str:
+        if not re.fullmatch(r"[1-9]\d*x[1-9]\d*", v):
+            raise ValueError(f"size must look like 1080x1920 (height x width), got {v!r}")
+        return v
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        h, w = self.size.split("x")
+        return int(h), int(w)
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in PROFILES.glob("*.yaml"))
+
+
+def load_profile(name_or_path: str) -> DeviceProfile:
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PROFILES / f"{name_or_path}.yaml"
+    if not path.exists():
+        raise ConfigError(f"{name_or_path}: no such device profile (known: {', '.join(available())})")
+    try:
+        return DeviceProfile.model_validate(yaml.safe_load(path.read_text()))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+    except ValidationError as e:
+        raise ConfigError(f"{path}: {validation_message(e)}") from None
