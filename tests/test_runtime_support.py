@@ -33,36 +33,40 @@ def tiny_restorer(task=None, steps: int = 2, seed: int = 0) -> Restorer:
 
 
 class SamplerGraph(nn.Module):
-    def __init__(self, restorer: Restorer):
+    def __init__(self, restorer: Restorer, steps: int | None = None):
         super().__init__()
         self.restorer = restorer
-        self.schedule = restorer.steps()
+        self.schedule = restorer.steps(steps)
 
     def forward(self, condition: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         return self.restorer.restore_tensor(condition, noise, self.schedule)
 
 
-def export_sampler(restorer: Restorer, path: Path) -> Path:
+def export_sampler(restorer: Restorer, path: Path, steps: int | None = None) -> Path:
     m = restorer.config.multiple_of
     args = (torch.randn(2, restorer.task.cond_channels, 2 * m, 3 * m), torch.randn(2, 3, 2 * m, 3 * m))
     dyn = {n: {0: "batch", 2: "height", 3: "width"} for n in ("condition", "noise", "image")}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(SamplerGraph(restorer).eval(), args, str(path), input_names=["condition", "noise"],
+        torch.onnx.export(SamplerGraph(restorer, steps).eval(), args, str(path), input_names=["condition", "noise"],
                           output_names=["image"], dynamic_axes=dyn, opset_version=17, dynamo=False)
     return path
 
 
-def make_bundle(restorer: Restorer, dest: Path, kinds=("sampler",), tile: int = 32, overlap: int = 8) -> Path:
+def make_bundle(restorer: Restorer, dest: Path, kinds=("sampler",), tile: int = 32, overlap: int = 8,
+                steps: int | None = None) -> Path:
     cfg = restorer.config
     work = dest.parent / f"{dest.name}.graphs"
     work.mkdir(parents=True, exist_ok=True)
     files, variants = {}, []
     for kind in kinds:
         graph = f"{kind}.onnx"
-        (export_sampler if kind == "sampler" else export_unet)(restorer, work / graph)
+        if kind == "sampler":
+            export_sampler(restorer, work / graph, steps)
+        else:
+            export_unet(restorer, work / graph)
         files[graph] = work / graph
-        variants.append(make_variant(kind, graph, kind, cfg.task.cond_channels, restorer.steps(),
+        variants.append(make_variant(kind, graph, kind, cfg.task.cond_channels, restorer.steps(steps),
                                      cfg.prediction, cfg.sampler.temperature, cfg.residual_scale))
     manifest = Manifest(task=cfg.task, multiple_of=cfg.multiple_of, min_size=cfg.multiple_of, tile=tile,
                         overlap=overlap, variants=variants, producer={"by": "tests"})

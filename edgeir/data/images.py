@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
+import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,13 +155,14 @@ def write_image(path: str | Path, pic: Picture) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fmt = FORMATS.get(path.suffix.lower(), "PNG")
     arr = to_array(pic)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # A hidden sibling opened with O_EXCL (not mkstemp) so the final file gets the usual umask permissions.
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "xb") as f:
             _save(f, arr, fmt)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from edgeir.errors import BackendError
 from edgeir.runtime.manifest import Variant
 
-INSTALL = "pip install 'edgeir[trt]' (TensorRT's Python bindings and cuda-python; on Jetson use JetPack's tensorrt)"
+INSTALL = "pip install 'edgeir[trt]'; on a Jetson, JetPack's python3-libnvinfer and pip install cuda-python"
 
 
 def _modules() -> tuple[Any, Any]:
