@@ -88,3 +88,90 @@ def train_cmd(preset, out, work, iters, batch, patch, lr, device, workers, max_m
     train_teacher(PRESETS[preset], out, work or out.with_name(out.name + ".train"), iters, batch, patch, lr,
                   device, workers, seed, max_minutes, resume=not fresh, command=" ".join(sys.argv), init=init)
     click.echo(f"wrote {out}")
+
+
+@main.command("restore")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--out", "outdir", type=click.Path(path_type=Path), required=True,
+              help="Folder for the restored images (same names and formats as the inputs).")
+@click.option("--tile", type=click.IntRange(1), help="Output tile side (default: the bundle's).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--backend", default="auto", show_default=True,
+              help="auto, tensorrt, ort-trt, ort-cuda or ort-cpu.")
+@click.option("--plan", type=click.Path(path_type=Path), help="Use the configuration chosen by "
+              "'edgeir bench --budget-ms' (its plan file).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@user_errors
+def restore_cmd(bundle, inputs, outdir, tile, seed, backend, plan, as_json):
+    """Restore image files, folders or globs INPUTS with BUNDLE. Exit 1 if some inputs failed."""
+    from edgeir.commands.restore import run_restore
+
+    result = run_restore(bundle, list(inputs), outdir, tile, seed, backend, plan)
+    if as_json:
+        print_json(result)
+    else:
+        skipped = ", ".join(note.split(":")[0] for note in result["notes"])
+        click.echo(f"backend {result['backend']}" + (f" (unavailable: {skipped}; --json says why)" if skipped else "")
+                   + f", variant {result['variant']}, tile {result['tile']}", err=True)
+        for item in result["restored"]:
+            click.echo(f"{item['input']} -> {item['output']} ({item['ms']:.0f} ms)")
+        for item in result["failed"]:
+            click.echo(f"failed: {item['error']}", err=True)
+    sys.exit(1 if result["failed"] else 0)
+
+
+@main.command("bench")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--size", required=True, help="Output size HxW, e.g. 512x512.")
+@click.option("--budget-ms", type=click.FloatRange(min=0, min_open=True),
+              help="Latency budget: choose the variant/tile that meets it at p95; exit 1 if none does.")
+@click.option("--runs", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--tile", type=click.IntRange(1), help="Measure this tile side instead of planning one.")
+@click.option("--backend", default="auto", show_default=True,
+              help="auto, tensorrt, ort-trt, ort-cuda or ort-cpu.")
+@click.option("--plan-out", type=click.Path(path_type=Path), help="Where to record the chosen configuration "
+              "(default: the edgeir cache).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@user_errors
+def bench_cmd(bundle, size, budget_ms, runs, tile, backend, plan_out, as_json):
+    """Latency (p50/p95/p99) and peak memory of full restores at output SIZE with BUNDLE."""
+    from edgeir.commands.bench import run_bench
+
+    result = run_bench(bundle, size, budget_ms, runs, backend, tile, plan_out)
+    if as_json:
+        print_json(result)
+    else:
+        click.echo(f"{result['size']} on {result['backend']} (variant {result['variant']}, tile {result['tile']}, "
+                   f"batch {result['batch']}): p50 {result['p50_ms']:.1f} ms, p95 {result['p95_ms']:.1f} ms, "
+                   f"p99 {result['p99_ms']:.1f} ms, peak RSS {result['peak_rss_mb']:.0f} MB")
+        if budget_ms is not None:
+            verdict = "within" if result["within_budget"] else "OVER"
+            click.echo(f"{verdict} the {budget_ms:g} ms budget; plan recorded in {result.get('plan_file', '-')}")
+    sys.exit(0 if result["within_budget"] is not False else 1)
+
+
+@main.command("compress")
+@click.argument("model", required=False)
+@click.option("--recipe", type=click.Path(path_type=Path), required=True, help="Recipe YAML (see recipes/).")
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in OUT from its last finished stage.")
+@click.option("--device", help="cuda or cpu (default: cuda when available).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@user_errors
+def compress_cmd(model, recipe, out, resume, device, as_json):
+    """Compress MODEL (default: the recipe's teacher) by the recipe's stages; writes OUT/report.json and one
+    model folder per stage. Under torchrun, distillation trains with DistributedDataParallel."""
+    from edgeir.commands.compress import read_report, report_table, run_compress
+    from edgeir.compress import ddp
+    from edgeir.errors import QualityGateError
+
+    try:
+        report = run_compress(model, recipe, out, resume, device)
+    except QualityGateError:
+        report = read_report(out)
+        if report is not None and ddp.is_main():
+            print_json(report) if as_json else report_table(report, out)
+        raise
+    if ddp.is_main():
+        print_json(report) if as_json else report_table(report, out)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -148,7 +149,8 @@ def test_runtime_runs_with_torch_blocked(sr):
         assert out.shape == (16, 16, 3)
         print("ok", sorted(m for m in ("torch", "scipy", "skimage") if m in sys.modules))
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "ok []"
 
@@ -167,18 +169,17 @@ def test_tiled_restore_has_no_seam(tmp_path):
     whole, tiled = (Restorer.load(bundle, backend="ort-cpu", tile=t) for t in (256, 128))
     starts = tile_starts(256, 128, tiled.overlap, 16)
     assert len(starts) == 3
-    seams = [(a + 128 + b) // 2 for a, b in zip(starts, starts[1:])]
+    seams = [(a + 128 + b) // 2 for a, b in pairwise(starts)]
     dist = np.min([np.abs(np.arange(256) - s) for s in seams], 0)
     border = (dist < 6)[:, None] | (dist < 6)[None, :]
     interior = (dist >= 16)[:, None] & (dist >= 16)[None, :]
+    def psnr(out, gt, region):
+        return 10 * np.log10(1 / ((out - gt) ** 2).mean(-1)[region].mean())
+
     images = dict(builtin_images("heldout"))
     for gt in (images["chelsea"][:256, 100:356], images["rocket"][100:356, 100:356]):
         low = teacher.task.degrade(gt, np.random.default_rng(0)).image
         a, b = whole.restore_rgb(low, seed=0), tiled.restore_rgb(low, seed=0)
-
-        def psnr(out, region):
-            return 10 * np.log10(1 / ((out - gt) ** 2).mean(-1)[region].mean())
-
-        seam_cost = psnr(a, border) - psnr(b, border)
-        interior_cost = psnr(a, interior) - psnr(b, interior)
+        seam_cost = psnr(a, gt, border) - psnr(b, gt, border)
+        interior_cost = psnr(a, gt, interior) - psnr(b, gt, interior)
         assert seam_cost <= interior_cost + 0.25, (seam_cost, interior_cost)
