@@ -1,19 +1,301 @@
-"""The prune stage (being written: settings fields and run() are filled in by the prune work)."""
+"""The prune stage: structured pruning that removes channels for real (smaller dense layers, no masks), then
+recovery by distillation from the unpruned model.
+
+torch-pruning's dependency graph finds which layers share channels: residual streams, skip concatenations,
+GroupNorms, the timestep embedding's scale/shift split, and attention, whose q/k/v/out it couples through the
+matmuls. This module decides how many channels each such group keeps (a multiple of its GroupNorm groups and
+attention heads, so both keep their structure) and the importance criterion decides which.
+"""
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+import torch
+import torch_pruning as tp
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from torch import nn
+from torch.utils.data import DataLoader
 
+from edgeir.compress import ddp
+from edgeir.compress.cost import macs, params
+from edgeir.compress.importance import Criterion, scorer, taylor_gradients
+from edgeir.compress.recover import RecoverySettings, recover
 from edgeir.compress.stage import StageContext, StageOutput
+from edgeir.errors import ConfigError
+from edgeir.load.checkpoint import load_restorer, save_restorer
+from edgeir.models.restorer import Restorer
+from edgeir.models.unet import Attention, EdgeUNet, UNetConfig
+from edgeir.train.data import PairStream
+
+MODEL = "model"  # the stage's output folder inside work_dir
+DISTRIBUTED = True  # the pipeline runs this stage on every torchrun process
+LAYERS = (nn.Conv2d, nn.Linear)  # the layers whose output channels pruning removes
 
 
 class PruneSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["prune"] = "prune"
+    ratio: float = Field(0.3, ge=0, lt=1)  # fraction of every width's channels to remove (0: layer_ratios only)
+    # Per-width ratios by name (``UNetConfig.width_layers``: "down.0", "up.1.0.conv1", "mid_attn.q", ...).
+    layer_ratios: dict[str, float] = Field(default_factory=dict)
+    importance: Criterion = "taylor"
+    taylor_batches: int = Field(2, ge=1)  # batches of recovery.batch crops, each at every visited timestep
+    recovery: RecoverySettings = Field(default_factory=RecoverySettings)
+
+    @field_validator("layer_ratios")
+    @classmethod
+    def _ratios(cls, v: dict[str, float]) -> dict[str, float]:
+        for name, r in v.items():
+            if not 0 <= r < 1:
+                raise ValueError(f"{name}: a ratio must be in [0, 1), got {r}")
+        return v
+
+
+@dataclass
+class Pruned:
+    """What ``prune_network`` did, by group label (a width name, or the group's root layer path)."""
+
+    widths: dict[str, tuple[int, int]] = field(default_factory=dict)  # before, after
+    adjusted: list[str] = field(default_factory=list)  # counts rounded to a multiple of groups/heads
+    kept: dict[str, torch.Tensor] = field(default_factory=dict)  # layer path -> output channels it kept
+
+
+@dataclass
+class _Group:
+    label: str
+    names: list[str]  # width names in this group (several when the graph joins them)
+    root: nn.Module
+    width: int
+    multiple: int
+
+
+def attention_heads(net: nn.Module) -> dict[nn.Module, int]:
+    """The q/k/v projections of every attention layer (ours and diffusers') and their head counts."""
+    heads: dict[nn.Module, int] = {}
+    for m in net.modules():
+        if isinstance(m, Attention):
+            heads.update({m.q: m.active_heads, m.k: m.active_heads, m.v: m.active_heads})
+        elif all(hasattr(m, a) for a in ("to_q", "to_k", "to_v", "heads")):
+            heads.update({m.to_q: m.heads, m.to_k: m.heads, m.to_v: m.heads})
+    return heads
+
+
+def _output_layers(net: nn.Module) -> list[nn.Module]:
+    found = [m for n, m in net.named_modules() if n.rsplit(".", 1)[-1] == "conv_out"]
+    if not found:
+        raise ConfigError("prune: cannot find the network's output convolution (conv_out), which must not be pruned")
+    return found
+
+
+def _channel_groups(dg: tp.DependencyGraph, net: nn.Module, names: Mapping[nn.Module, str]) -> list[_Group]:
+    heads = attention_heads(net)
+    paths = {m: n for n, m in net.named_modules()}
+    seen: set[nn.Module] = set()
+    groups = []
+    # Convolution roots first: a Linear root can be the timestep embedding's scale/shift projection, whose
+    # index space is twice its group's channels, and torch-pruning would then split GroupNorm groups unevenly.
+    for types in ([nn.Conv2d], [nn.Linear]):
+        for group in dg.get_all_groups(ignored_layers=_output_layers(net), root_module_types=types):
+            # A GroupNorm over a concatenation is in two groups; a layer's outputs are in exactly one.
+            outs = [dep.target.module for dep, _ in group if dg.is_out_channel_pruning_fn(dep.handler)
+                    and isinstance(dep.target.module, LAYERS)]
+            if seen.intersection(outs):
+                continue
+            seen.update(outs)
+            root = group[0].dep.target.module
+            multiple = math.lcm(1, *(dep.target.module.num_groups for dep, _ in group
+                                     if isinstance(dep.target.module, nn.GroupNorm)),
+                                *(heads[m] for m in outs if m in heads))
+            found = [names[m] for m in outs if m in names]
+            groups.append(_Group("/".join(found) or paths[root], found or [paths[root]], root,
+                                 dg.get_out_channels(root), multiple))
+    return groups
+
+
+def _kept(g: _Group, ratio: float) -> int:
+    """Channels left at ``ratio``, rounded to the nearest multiple that GroupNorm and attention heads allow."""
+    if g.width % g.multiple:
+        return g.width  # no even split exists: leave it whole
+    exact = g.width * (1 - ratio)
+    kept = math.floor(exact / g.multiple + 0.5) * g.multiple
+    if kept < g.multiple:
+        raise ConfigError(f"prune: ratio {ratio:g} would leave {g.label} {exact:.1f} of its {g.width} channels, "
+                          f"but it needs a multiple of {g.multiple} (GroupNorm groups / attention heads); use a "
+                          f"ratio of at most {1 - g.multiple / g.width:.3g} there")
+    return kept
+
+
+def _fold_attention_scale(net: nn.Module, head_dims: dict[Attention, int]) -> None:
+    """Our attention scales logits by head_dim ** -0.5, read from q's width; fold the change into q so the kept
+    channels' logits are unchanged (diffusers fixes its scale at construction and needs nothing)."""
+    with torch.no_grad():
+        for m, before in head_dims.items():
+            after = m.q.out_channels // m.active_heads
+            if after != before:
+                m.q.weight.mul_(math.sqrt(after / before))
+                if m.q.bias is not None:
+                    m.q.bias.mul_(math.sqrt(after / before))
+
+
+def _sync_width_attributes(net: nn.Module) -> None:
+    """diffusers' resamplers keep their width in a plain attribute that forward() asserts on."""
+    for m in net.modules():
+        conv = getattr(m, "conv", None)
+        if isinstance(conv, nn.Conv2d) and hasattr(m, "channels") and hasattr(m, "out_channels"):
+            m.channels, m.out_channels = conv.in_channels, conv.out_channels
+
+
+def prune_network(net: nn.Module, example_inputs: tuple, ratio: float, layer_ratios: Mapping[str, float] = {},
+                  names: Mapping[nn.Module, str] = {}, importance: tp.importance.Importance | None = None
+                  ) -> Pruned:
+    """Prune ``net`` in place: every channel group loses ``ratio`` of its channels (``layer_ratios`` by group
+    name overrides it), the least important first. ``names`` names the layers whose width a group is (groups
+    without one are named by their root layer's path). The output convolution is never pruned, nor any input."""
+    importance = importance or scorer("magnitude")
+    dg = tp.DependencyGraph().build_dependency(net, example_inputs=example_inputs)
+    groups = _channel_groups(dg, net, names)
+    known = {n for g in groups for n in g.names}
+    unknown = sorted(set(layer_ratios) - known)
+    if unknown:
+        raise ConfigError(f"prune: layer_ratios names unknown width(s) {', '.join(unknown)} "
+                          f"(known: {', '.join(sorted(known))})")
+
+    plan = []
+    result = Pruned()
+    for g in groups:
+        asked = {layer_ratios[n] for n in g.names if n in layer_ratios}
+        if len(asked) > 1:
+            raise ConfigError(f"prune: {' and '.join(g.names)} share their channels; give them one ratio")
+        r = asked.pop() if asked else ratio
+        kept = _kept(g, r)
+        result.widths[g.label] = (g.width, kept)
+        if kept != math.floor(g.width * (1 - r) + 0.5) and kept != g.width:
+            result.adjusted.append(f"{g.label}: {g.width * (1 - r):.1f} -> {kept} channels (a multiple of "
+                                   f"{g.multiple})")
+        if kept == g.width:
+            continue
+        # Score all groups before removing any, as torch-pruning's own pruners do.
+        prune_out = dg.get_pruner_of_module(g.root).prune_out_channels
+        scores = importance(dg.get_pruning_group(g.root, prune_out, list(range(g.width))))
+        per_split = scores.view(g.multiple, -1).mean(0)  # same positions in every GroupNorm group / head
+        drop = torch.argsort(per_split)[: (g.width - kept) // g.multiple]
+        split = g.width // g.multiple
+        plan.append((g.root, prune_out, sorted(int(d) + k * split for k in range(g.multiple) for d in drop)))
+
+    head_dims = {m: m.q.out_channels // m.active_heads for m in net.modules() if isinstance(m, Attention)}
+    paths = {m: n for n, m in net.named_modules()}
+    for root, prune_out, idxs in plan:
+        group = dg.get_pruning_group(root, prune_out, idxs)
+        for dep, dep_idxs in group:
+            if dg.is_out_channel_pruning_fn(dep.handler) and isinstance(dep.target.module, LAYERS):
+                m = dep.target.module
+                gone = {int(i) for i in dep_idxs}
+                result.kept[paths[m]] = torch.tensor([i for i in range(m.weight.shape[0]) if i not in gone])
+        group.prune()
+    _fold_attention_scale(net, head_dims)
+    _sync_width_attributes(net)
+    return result
+
+
+def _example_inputs(restorer: Restorer, batch: int = 1) -> tuple[torch.Tensor, ...]:
+    cfg = restorer.config
+    size = 2 * cfg.multiple_of
+    g = torch.Generator().manual_seed(0)
+    return (torch.randn(batch, 3, size, size, generator=g), torch.linspace(900.0, 20.0, batch),
+            torch.randn(batch, cfg.task.cond_channels, size, size, generator=g))
+
+
+def _edge_unet(restorer: Restorer) -> EdgeUNet:
+    net = restorer.denoiser.net
+    if not isinstance(net, EdgeUNet):
+        raise ConfigError("prune: the prune stage needs an edge_unet network: a pruned diffusers UNet2DModel has "
+                          "per-layer widths its diffusers config cannot describe, so it could not be saved "
+                          "(edgeir.compress.prune.prune_network prunes one in memory)")
+    return net
+
+
+def prune_restorer(restorer: Restorer, settings: PruneSettings,
+                   pairs: list[tuple[torch.Tensor, torch.Tensor]] | None = None, seed: int = 0
+                   ) -> tuple[Restorer, Pruned]:
+    """A pruned copy of ``restorer`` (EdgeUNet), rebuilt from its new config alone; Taylor importance needs
+    ``pairs`` (clean target, condition batches)."""
+    _edge_unet(restorer)
+    work = Restorer(restorer.config, net=copy.deepcopy(restorer.denoiser.net)).eval()
+    net = work.denoiser.net
+    if settings.importance == "taylor":
+        if not pairs:
+            raise ConfigError("prune: Taylor importance needs training images")
+        taylor_gradients(work, pairs, seed)
+    layers = restorer.config.network.config.width_layers()
+    names = {net.get_submodule(layer): name for name, (layer, _) in layers.items()}
+    example = _example_inputs(restorer)
+    pruned = prune_network(net, example, settings.ratio, settings.layer_ratios, names, scorer(settings.importance))
+    net.zero_grad(set_to_none=True)
+
+    spec = restorer.config.network
+    unet_cfg = UNetConfig.model_validate({**spec.config.model_dump(), "widths": net.widths()})
+    config = restorer.config.model_copy(update={"network": spec.model_copy(update={"config": unet_cfg})})
+    out = Restorer(config).eval()
+    out.denoiser.net.load_state_dict(net.state_dict())
+    probe = _example_inputs(restorer, batch=2)
+    with torch.no_grad():
+        if not torch.allclose(out.denoiser(*probe), work.denoiser(*probe), atol=1e-5):
+            raise RuntimeError("pruned network and its rebuild from config disagree (a width the config misses)")
+    return out.to(next(restorer.parameters()).device), pruned
+
+
+def feature_points(net: nn.Module, kept: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Feature-distillation points: every residual block's output, with the unpruned channels it kept."""
+    return {path: kept.get(f"{path}.conv2", torch.arange(m.conv2.out_channels))
+            for path, m in net.named_modules() if isinstance(getattr(m, "conv2", None), nn.Conv2d)}
+
+
+def _fingerprint(settings: PruneSettings, source: Restorer) -> str:
+    h = hashlib.sha256(settings.model_dump_json().encode() + source.config.model_dump_json().encode())
+    for v in source.denoiser.net.state_dict().values():
+        h.update(v.detach().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def run(settings: PruneSettings, ctx: StageContext) -> StageOutput:
-    raise NotImplementedError("prune stage not implemented yet")
+    source = ctx.student.to(ctx.device).eval()
+    _edge_unet(source)
+    rec = settings.recovery
+    if rec.batch % ddp.world_size():
+        raise ConfigError(f"prune.recovery.batch: {rec.batch} does not split over {ddp.world_size()} processes")
+    fingerprint = _fingerprint(settings, source)
+    folder = ctx.work_dir / MODEL
+    if (folder / "config.json").exists():  # a rerun resumes from a finished stage with the same inputs
+        done = load_restorer(folder, device=ctx.device)
+        if done.config.provenance.get("prune", {}).get("fingerprint") == fingerprint:
+            return StageOutput(done, {"model": MODEL}, done.config.provenance["prune"]["info"])
+
+    # Every process draws the same global batches and trains on its own slice of them.
+    stream = PairStream(ctx.train_images, source.config, rec.patch, ctx.seed)
+    if not stream.images:
+        raise ConfigError(f"prune: no training image is at least {rec.patch}x{rec.patch} (recovery.patch)")
+    loader = iter(DataLoader(stream, batch_size=rec.batch, num_workers=0))
+    taylor = [next(loader) for _ in range(settings.taylor_batches)] if settings.importance == "taylor" else None
+    model, pruned = prune_restorer(source, settings, taylor, ctx.seed)
+
+    features = feature_points(model.denoiser.net, pruned.kept)
+    losses = recover(ddp.wrap(model.denoiser), source, loader, rec, features, ctx.seed,
+                     ctx.progress if ddp.is_main() else None)
+    info = {"widths": {k: list(v) for k, v in pruned.widths.items() if v[0] != v[1]}, "adjusted": pruned.adjusted,
+            "params": [params(source), params(model)],
+            "macs_256x256": [macs(source, 256, 256), macs(model, 256, 256)],
+            "recovery_loss": [losses[0], sum(losses[-20:]) / len(losses[-20:])] if losses else None}
+    provenance = {**source.config.provenance, "prune": {"fingerprint": fingerprint, "settings":
+                                                        settings.model_dump(), "info": info}}
+    model.config = model.config.model_copy(update={"provenance": provenance})
+    if ddp.is_main():
+        save_restorer(model, folder)
+    ddp.barrier()
+    return StageOutput(model.eval(), {"model": MODEL}, info)

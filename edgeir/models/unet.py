@@ -30,15 +30,55 @@ class UNetConfig(BaseModel):
     attention_heads: int = Field(4, ge=1)
     mid_attention: bool = True
     time_embed_dim: int = 128
-    # Per-layer output widths that differ from the defaults implied by ``channels`` (set by pruning).
+    # Named widths (see ``width_layers``) that differ from what ``channels`` implies; set by pruning.
     widths: dict[str, int] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _check(self) -> "UNetConfig":
+    def _check(self) -> UNetConfig:
         for c in self.channels:
             if c % self.norm_groups:
                 raise ValueError(f"every width must be a multiple of norm_groups={self.norm_groups}, got {c}")
+        known = self.width_layers()
+        for name, w in self.widths.items():
+            if name not in known:
+                raise ValueError(f"widths: unknown width {name!r} (known: {', '.join(known)})")
+            if w < 1:
+                raise ValueError(f"widths.{name}={w} must be positive")
+        full = self.full_widths()
+        for i in range(1, len(self.channels)):  # an identity skip adds its input to its output
+            if self.channels[i - 1] == self.channels[i] and full[f"down.{i}"] != full[f"downsample.{i - 1}"]:
+                raise ValueError(f"widths: down.{i} and downsample.{i - 1} are joined by an identity skip and "
+                                 "must be equal")
         return self
+
+    def width_layers(self) -> dict[str, tuple[str, int]]:
+        """Every independently prunable width: name -> (the layer whose output channels it is, default).
+        ``down.{i}``/``up.{k}`` are the residual streams of ``self.down[i]``/``self.up[k]`` (the deepest down
+        stream also runs through the middle blocks); the rest are single layers' outputs."""
+        ch, emb = self.channels, self.time_embed_dim
+        out: dict[str, tuple[str, int]] = {"time_mlp.0": ("time_mlp.0", emb), "time_mlp.2": ("time_mlp.2", emb)}
+        for i, c in enumerate(ch):
+            out[f"down.{i}"] = (f"down.{i}.0.conv2", c)
+            for j in range(self.blocks_per_level):
+                out[f"down.{i}.{j}.conv1"] = (f"down.{i}.{j}.conv1", c)
+            if i < len(ch) - 1:
+                out[f"downsample.{i}"] = (f"downsample.{i}", c)
+        out["mid1.conv1"] = ("mid1.conv1", ch[-1])
+        if self.mid_attention:
+            out["mid_attn.q"] = ("mid_attn.q", ch[-1])  # k always matches q
+            out["mid_attn.v"] = ("mid_attn.v", ch[-1])
+        out["mid2.conv1"] = ("mid2.conv1", ch[-1])
+        for k, i in enumerate(reversed(range(len(ch)))):
+            out[f"up.{k}"] = (f"up.{k}.0.conv2", ch[i])
+            for j in range(self.blocks_per_level):
+                out[f"up.{k}.{j}.conv1"] = (f"up.{k}.{j}.conv1", ch[i])
+            if i > 0:
+                out[f"upsample.{k}"] = (f"upsample.{k}", ch[i])
+        return out
+
+    def full_widths(self) -> dict[str, int]:
+        """Every named width, overrides applied."""
+        return {name: self.widths.get(name, default) for name, (_, default) in self.width_layers().items()}
 
     @property
     def multiple_of(self) -> int:
@@ -58,24 +98,27 @@ class _Builder:
 
     def __init__(self, cfg: UNetConfig):
         self.cfg = cfg
+        self.widths = cfg.full_widths()
 
-    def width(self, name: str, default: int) -> int:
-        return self.cfg.widths.get(name, default)
+    def width(self, name: str) -> int:
+        return self.widths[name]
 
     def norm(self, channels: int) -> nn.GroupNorm:
         return nn.GroupNorm(math.gcd(self.cfg.norm_groups, channels), channels)
 
 
 class ResBlock(nn.Module):
-    def __init__(self, b: _Builder, name: str, c_in: int, c_out: int, emb_dim: int):
+    """``project``: a 1x1 skip convolution (the block changes width in the unpruned design) or an identity."""
+
+    def __init__(self, b: _Builder, name: str, c_in: int, c_out: int, emb_dim: int, project: bool):
         super().__init__()
-        hidden = b.width(f"{name}.conv1", c_out)
+        hidden = b.width(f"{name}.conv1")
         self.norm1 = b.norm(c_in)
         self.conv1 = nn.Conv2d(c_in, hidden, 3, padding=1)
         self.emb = nn.Linear(emb_dim, 2 * hidden)
         self.norm2 = b.norm(hidden)
         self.conv2 = nn.Conv2d(hidden, c_out, 3, padding=1)
-        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+        self.skip = nn.Conv2d(c_in, c_out, 1) if project else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
@@ -90,19 +133,24 @@ class Attention(nn.Module):
 
     def __init__(self, b: _Builder, name: str, channels: int, heads: int):
         super().__init__()
-        inner = b.width(f"{name}.q", channels)
+        inner = b.width(f"{name}.q")
         self.heads = heads
         self.norm = b.norm(channels)
         self.q = nn.Conv2d(channels, inner, 1)
         self.k = nn.Conv2d(channels, inner, 1)
-        self.v = nn.Conv2d(channels, b.width(f"{name}.v", channels), 1)
+        self.v = nn.Conv2d(channels, b.width(f"{name}.v"), 1)
         self.out = nn.Conv2d(self.v.out_channels, channels, 1)
+
+    @property
+    def active_heads(self) -> int:
+        """The heads in use: widths that ``heads`` does not divide run as one head."""
+        return self.heads if self.q.out_channels % self.heads == 0 and self.v.out_channels % self.heads == 0 else 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, _, H, W = x.shape
         h = self.norm(x)
         q, k, v = self.q(h), self.k(h), self.v(h)
-        heads = self.heads if q.shape[1] % self.heads == 0 and v.shape[1] % self.heads == 0 else 1
+        heads = self.active_heads
         q = q.reshape(B, heads, q.shape[1] // heads, H * W).transpose(2, 3)
         k = k.reshape(B, heads, k.shape[1] // heads, H * W)
         v = v.reshape(B, heads, v.shape[1] // heads, H * W).transpose(2, 3)
@@ -118,39 +166,58 @@ class EdgeUNet(nn.Module):
         super().__init__()
         self.config = cfg = config
         b = _Builder(cfg)
+        w = b.width
         s2 = cfg.unshuffle**2
         ch = cfg.channels
-        emb_dim = cfg.time_embed_dim
-        t_hidden = b.width("time_mlp.0", emb_dim)
-        self.time_mlp = nn.Sequential(nn.Linear(emb_dim, t_hidden), nn.SiLU(), nn.Linear(t_hidden, emb_dim))
-        self.conv_in = nn.Conv2d((cfg.in_channels + cfg.cond_channels) * s2, ch[0], 3, padding=1)
+        emb_dim = w("time_mlp.2")
+        self.time_mlp = nn.Sequential(nn.Linear(cfg.time_embed_dim, w("time_mlp.0")), nn.SiLU(),
+                                      nn.Linear(w("time_mlp.0"), emb_dim))
+        self.conv_in = nn.Conv2d((cfg.in_channels + cfg.cond_channels) * s2, w("down.0"), 3, padding=1)
 
+        # Skip convolutions exist where the unpruned design changes width, so pruning never adds or drops one.
         self.down = nn.ModuleList()
         self.downsample = nn.ModuleList()
+        c_in, skips = w("down.0"), []
         for i, c in enumerate(ch):
-            c_prev = ch[max(i - 1, 0)]
-            blocks = [ResBlock(b, f"down.{i}.{j}", c_prev if j == 0 else c, c, emb_dim)
-                      for j in range(cfg.blocks_per_level)]
+            stream = w(f"down.{i}")
+            blocks = []
+            for j in range(cfg.blocks_per_level):
+                project = j == 0 and ch[max(i - 1, 0)] != c
+                blocks.append(ResBlock(b, f"down.{i}.{j}", c_in, stream, emb_dim, project))
+                c_in = stream
             self.down.append(nn.ModuleList(blocks))
+            skips.append(stream)
             if i < len(ch) - 1:
-                self.downsample.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
+                self.downsample.append(nn.Conv2d(stream, w(f"downsample.{i}"), 3, stride=2, padding=1))
+                c_in = w(f"downsample.{i}")
 
-        self.mid1 = ResBlock(b, "mid1", ch[-1], ch[-1], emb_dim)
-        self.mid_attn = Attention(b, "mid_attn", ch[-1], cfg.attention_heads) if cfg.mid_attention else None
-        self.mid2 = ResBlock(b, "mid2", ch[-1], ch[-1], emb_dim)
+        mid = w(f"down.{len(ch) - 1}")
+        self.mid1 = ResBlock(b, "mid1", mid, mid, emb_dim, project=False)
+        self.mid_attn = Attention(b, "mid_attn", mid, cfg.attention_heads) if cfg.mid_attention else None
+        self.mid2 = ResBlock(b, "mid2", mid, mid, emb_dim, project=False)
 
         self.up = nn.ModuleList()
         self.upsample = nn.ModuleList()
-        for i in reversed(range(len(ch))):
-            c = ch[i]
-            c_below = ch[-1] if i == len(ch) - 1 else ch[i + 1]
-            blocks = [ResBlock(b, f"up.{i}.{j}", (c_below + c) if j == 0 else c, c, emb_dim)
-                      for j in range(cfg.blocks_per_level)]
+        h = mid
+        for k, i in enumerate(reversed(range(len(ch)))):
+            stream = w(f"up.{k}")
+            blocks = []
+            for j in range(cfg.blocks_per_level):
+                blocks.append(ResBlock(b, f"up.{k}.{j}", h + skips[i] if j == 0 else stream, stream, emb_dim,
+                                       project=j == 0))
+                h = stream
             self.up.append(nn.ModuleList(blocks))
             if i > 0:
-                self.upsample.append(nn.Conv2d(c, c, 3, padding=1))
-        self.norm_out = b.norm(ch[0])
-        self.conv_out = nn.Conv2d(ch[0], cfg.out_channels * s2, 3, padding=1)
+                self.upsample.append(nn.Conv2d(stream, w(f"upsample.{k}"), 3, padding=1))
+                h = w(f"upsample.{k}")
+        self.norm_out = b.norm(h)
+        self.conv_out = nn.Conv2d(h, cfg.out_channels * s2, 3, padding=1)
+
+    def widths(self) -> dict[str, int]:
+        """The ``UNetConfig.widths`` that describe this network's layers as they are now (e.g. after pruning)."""
+        defaults = self.config.width_layers()
+        now = {name: self.get_submodule(layer).weight.shape[0] for name, (layer, _) in defaults.items()}
+        return {name: c for name, c in now.items() if c != defaults[name][1]}
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         cfg = self.config
