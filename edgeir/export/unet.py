@@ -7,8 +7,10 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from edgeir.diffusion.steps import Step
 from edgeir.models.restorer import Restorer
 
 INPUTS = ("x_t", "t", "condition")
@@ -34,3 +36,19 @@ def export_unet(restorer: Restorer, path: str | Path, opset: int = 17, size: tup
         torch.onnx.export(net, args, str(path), input_names=list(INPUTS), output_names=[OUTPUT],
                           dynamic_axes=dyn, opset_version=opset, dynamo=False)
     return path
+
+
+def unet_feeds(restorer: Restorer, condition: np.ndarray, rng: np.random.Generator,
+               steps: list[Step] | None = None) -> dict[str, np.ndarray]:
+    """Graph inputs for a (B, C, H, W) condition: a start-of-sampling x_t and, per batch element, one of the
+    timesteps the sampler visits."""
+    ts = [s.t for s in (steps if steps is not None else restorer.steps())]
+    b, _, h, w = condition.shape
+    x_t = rng.standard_normal((b, 3, h, w)) * restorer.config.sampler.temperature
+    return {"x_t": x_t.astype(np.float32), "t": rng.choice(ts, b).astype(np.float32), "condition": condition}
+
+
+@torch.no_grad()
+def unet_reference(restorer: Restorer, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    p = next(restorer.parameters())
+    return restorer.denoiser(*[torch.from_numpy(feeds[n]).to(p.device) for n in INPUTS]).cpu().numpy()

@@ -1,0 +1,169 @@
+"""``edgeir export``: a model (teacher or compressed student) -> a checked bundle of deployable graphs.
+
+Two ways in. From a model, graphs are exported with torch and checked (``edgeir.export.graph``). From an
+existing ONNX bundle with ``--format trt``, only onnx and TensorRT are needed, never torch: that is how engines
+are built on the Jetson itself from a bundle exported elsewhere, since an engine only runs where it was built.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+import onnx
+
+from edgeir import __version__
+from edgeir.errors import ConfigError
+from edgeir.export.profile import DimRange, Profile, image_profile, input_shapes, multiple_problems
+from edgeir.export.readiness import check_tensorrt, has_qdq
+from edgeir.progress import progress_bar
+from edgeir.runtime.bundle import MANIFEST, SUFFIX, load_bundle, write_bundle
+from edgeir.runtime.manifest import Manifest, Variant
+
+Format = Literal["onnx", "trt"]
+GRAPHS = {"unet": ("unet",), "sampler": ("sampler",), "both": ("sampler", "unet")}
+
+
+def is_bundle(path: Path) -> bool:
+    return (path / MANIFEST).is_file() or (path.suffix == SUFFIX and path.is_file())
+
+
+def _check_out(out: Path, source: Path) -> None:
+    if out.exists() and source.exists() and out.resolve() == source.resolve():
+        raise ConfigError(f"{out}: the output must not be the model or bundle being read")
+    if (out.is_dir() and any(out.iterdir()) or out.is_file()) and not is_bundle(out):
+        raise ConfigError(f"{out}: exists and is not a bundle; refusing to replace it")
+
+
+def _check_profile(profile: Profile, multiple_of: int) -> None:
+    problems = multiple_problems(profile, multiple_of)
+    if problems:
+        raise ConfigError(f"--size: {problems[0].removeprefix('profile ')}")
+
+
+def _from_model(model: str, work: Path, graphs: tuple[str, ...], precision: str, opset: int, profile: Profile,
+                keep_io_fp32: bool, trust_pickle: bool) -> tuple[Manifest, dict[str, Path], list[dict]]:
+    from edgeir.export.graph import export_graph
+    from edgeir.load import load_restorer
+    from edgeir.runtime.manifest import make_variant
+
+    restorer = load_restorer(model, trust_pickle=trust_pickle)
+    cfg = restorer.config
+    _check_profile(profile, cfg.multiple_of)
+    files, variants, summaries = {}, [], []
+    with progress_bar("export", total=len(graphs)) as advance:
+        for kind in graphs:
+            result = export_graph(restorer, kind, work, precision, opset, profile,  # type: ignore[arg-type]
+                                  keep_io_fp32=keep_io_fp32)
+            files[result.path.name] = result.path
+            variants.append(make_variant(f"{kind}-{precision}", result.path.name, result.kind,
+                                         cfg.task.cond_channels, result.steps, cfg.prediction,
+                                         cfg.sampler.temperature, cfg.residual_scale,
+                                         precision))  # type: ignore[arg-type]
+            summaries.append(result.summary())
+            advance(1)
+    # The engine's optimum shape is the tile the runtime should use.
+    tile = profile["height"].opt
+    manifest = Manifest(task=cfg.task, multiple_of=cfg.multiple_of, min_size=cfg.multiple_of, tile=tile,
+                        overlap=tile // 8, variants=variants)
+    return manifest, files, summaries
+
+
+def _from_bundle(source: Path, work: Path) -> tuple[Manifest, dict[str, Path]]:
+    bundle = load_bundle(source)
+    files = {}
+    for name, data in bundle.files.items():
+        path = work / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        files[name] = path
+    return bundle.manifest, files
+
+
+def _engines(manifest: Manifest, files: dict[str, Path], graphs: tuple[str, ...], precision: str,
+             profile: Profile, work: Path, workspace_mb: int, timing_cache: Path | None
+             ) -> tuple[list[Variant], list[dict]]:
+    """A TensorRT variant for every ONNX variant of ``graphs``; readiness is checked first, so a graph
+    TensorRT would refuse fails with one clear line instead of a parser log."""
+    from edgeir.export.tensorrt import build_engine, record_path
+
+    variants, records = [], []
+    for v in manifest.variants:
+        if v.format != "onnx" or v.kind not in graphs:
+            continue
+        model = onnx.load(str(files[v.graph]))
+        problems = check_tensorrt(model, profile, manifest.multiple_of)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise ConfigError(f"{v.graph} is not TensorRT-ready: {problems[0]}{more}")
+        engine_precision = v.precision if v.precision != "fp32" else precision
+        engine = work / f"{Path(v.graph).stem}.{engine_precision}.engine"
+        records.append(build_engine(files[v.graph], engine, input_shapes(model, profile), engine_precision,
+                                    strongly_typed=has_qdq(model), workspace_mb=workspace_mb,
+                                    timing_cache=timing_cache))
+        files[engine.name] = engine
+        files[record_path(engine).name] = record_path(engine)
+        variants.append(v.model_copy(update={"name": f"{v.name}-trt", "graph": engine.name, "format": "tensorrt",
+                                             "precision": engine_precision}))
+    return variants, records
+
+
+def run_export(model: str, out: Path, format: Format = "onnx", precision: str = "fp32", graph: str = "both",
+               opset: int = 17, batch: str = "1:1:4", size: str = "64:256:512", keep_io_fp32: bool = True,
+               workspace_mb: int = 1024, timing_cache: Path | None = None, trust_pickle: bool = False,
+               command: str = "") -> dict:
+    """Write the bundle ``out`` (atomically) and return what was exported, checked and built."""
+    source = Path(model)
+    _check_out(out, source)
+    profile = image_profile(DimRange.parse(batch, "--batch"), DimRange.parse(size, "--size"))
+    if format == "trt":
+        from edgeir.export.tensorrt import require_tensorrt
+
+        require_tensorrt()  # before minutes of export, not after
+    graphs = GRAPHS[graph]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.export.") as tmp:
+        work = Path(tmp)
+        if is_bundle(source):
+            if format != "trt":
+                raise ConfigError(f"{source} is a bundle already; --format trt builds its TensorRT engines")
+            manifest, files = _from_bundle(source, work)
+            _check_profile(profile, manifest.multiple_of)
+            summaries = manifest.producer.get("checks", [])
+        else:
+            manifest, files, summaries = _from_model(model, work, graphs, precision, opset, profile, keep_io_fp32,
+                                                     trust_pickle)
+        records: list[dict] = []
+        if format == "trt":
+            trt_variants, records = _engines(manifest, files, graphs, precision, profile, work, workspace_mb,
+                                             timing_cache)
+            manifest = manifest.model_copy(update={"variants": trt_variants + list(manifest.variants)})
+        producer = {**manifest.producer, "edgeir": __version__, "command": command, "source": str(model),
+                    "checks": summaries, "tensorrt_profile": {k: r.model_dump() for k, r in profile.items()}}
+        if records:
+            producer["engines"] = records
+        manifest = manifest.model_copy(update={"producer": producer})
+        write_bundle(out, files, manifest)
+    return {"bundle": str(out), "variants": [v.name for v in manifest.variants], "graphs": summaries,
+            "engines": records, "tensorrt_profile": producer["tensorrt_profile"]}
+
+
+def print_summary(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"bundle {result['bundle']}")
+    for col in ("graph", "precision", "steps", "nodes", "MB", "max |onnx - torch|", "gate", "slimmed",
+                "TensorRT-ready"):
+        table.add_column(col, justify="left" if col == "graph" else "right")
+    for g in result["graphs"]:
+        diffs = ", ".join(f"{k} {v:.1e}" for k, v in g["max_abs_diff"].items())
+        ready = "yes" if g["tensorrt_ready"] else f"no: {g['tensorrt_problems'][0]}"
+        table.add_row(g["kind"], g["precision"], str(g["steps"]), str(g["nodes"]), f"{g['bytes'] / 1e6:.1f}",
+                      diffs, f"{g['gate']:.0e}", "yes" if g["slimmed"] else "no", ready)
+    console = Console()
+    console.print(table)
+    for e in result["engines"]:
+        console.print(f"engine for {e['onnx']}: TensorRT {e['tensorrt']} on {e['gpu']['name']}, {e['precision']}")
+    console.print(f"variants: {', '.join(result['variants'])}")

@@ -1,0 +1,80 @@
+"""The whole few-step sampler as one ONNX graph: the student's loop unrolled, its timesteps and schedule
+coefficients baked in as constants, so a device app runs one graph and re-implements no diffusion maths.
+
+Inputs ``condition`` (B, C, H, W) in [-1, 1] at output resolution (the task's ``condition()``) and ``noise``
+(B, 3K, H, W) standard normal, where K = 1 + the number of stochastic steps: the initial noise, then the fresh
+noise of each stochastic step in order (the bundle manifest's contract). Output ``image`` (B, 3, H, W) in
+[0, 1]. Deterministic given the noise; H and W must be multiples of the network's ``multiple_of``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgeir.diffusion.sample import sample
+from edgeir.diffusion.steps import Step
+from edgeir.models.restorer import Restorer
+
+INPUTS = ("condition", "noise")
+OUTPUT = "image"
+
+
+def noise_channels(steps: list[Step]) -> int:
+    return 3 * (1 + sum(s.sigma > 0 for s in steps))
+
+
+class SamplerGraph(nn.Module):
+    """``(condition, noise) -> image``: the torch sampler's own loop (``edgeir.diffusion.sample`` over
+    ``Restorer.x0``), with the noise a stochastic step would draw taken from the ``noise`` input instead."""
+
+    def __init__(self, restorer: Restorer, steps: list[Step] | None = None):
+        super().__init__()
+        self.restorer = restorer
+        self.steps = steps if steps is not None else restorer.steps()
+
+    def forward(self, condition: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        chunks = iter(noise.split(3, dim=1))
+        x = next(chunks) * self.restorer.config.sampler.temperature
+        residual = sample(lambda x_t, step: self.restorer.x0(x_t, step, condition), x, self.steps,
+                          lambda like: next(chunks))
+        return self.restorer.to_image(residual, condition)
+
+
+def export_sampler(restorer: Restorer, path: str | Path, opset: int = 17, steps: list[Step] | None = None,
+                   size: tuple[int, int] | None = None) -> Path:
+    """Export with the TorchScript-based exporter from a batch-2, non-square example, which keeps batch,
+    height and width dynamic (the dynamo exporter specialises a batch-1 example)."""
+    path = Path(path)
+    graph = SamplerGraph(restorer, steps).eval()
+    m = restorer.config.multiple_of
+    h, w = size or (2 * m, 3 * m)
+    p = next(restorer.parameters())
+    args = (torch.rand(2, restorer.task.cond_channels, h, w, device=p.device) * 2 - 1,
+            torch.randn(2, noise_channels(graph.steps), h, w, device=p.device))
+    dyn = {name: {0: "batch", 2: "height", 3: "width"} for name in (*INPUTS, OUTPUT)}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(graph, args, str(path), input_names=list(INPUTS), output_names=[OUTPUT],
+                          dynamic_axes=dyn, opset_version=opset, dynamo=False)
+    return path
+
+
+def sampler_feeds(restorer: Restorer, condition: np.ndarray, rng: np.random.Generator,
+                  steps: list[Step] | None = None) -> dict[str, np.ndarray]:
+    """Graph inputs for a (B, C, H, W) condition: the condition and standard-normal noise."""
+    k = noise_channels(steps if steps is not None else restorer.steps())
+    b, _, h, w = condition.shape
+    return {"condition": condition, "noise": rng.standard_normal((b, k, h, w)).astype(np.float32)}
+
+
+@torch.no_grad()
+def sampler_reference(restorer: Restorer, feeds: dict[str, np.ndarray], steps: list[Step] | None = None
+                      ) -> np.ndarray:
+    p = next(restorer.parameters())
+    args = [torch.from_numpy(feeds[n]).to(p.device) for n in INPUTS]
+    return SamplerGraph(restorer, steps).eval()(*args).cpu().numpy()
