@@ -175,3 +175,42 @@ def compress_cmd(model, recipe, out, resume, device, as_json):
         raise
     if ddp.is_main():
         print_json(report) if as_json else report_table(report, out)
+
+
+@main.command("export")
+@click.argument("model")
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True,
+              help="Bundle to write: a folder, or one file ending in .edgeir.")
+@click.option("--format", "fmt", type=click.Choice(["onnx", "trt"]), default="onnx", show_default=True,
+              help="trt also builds TensorRT engines for this machine's GPU (MODEL may then be an ONNX bundle).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
+              help="int8 needs a model quantized by 'edgeir compress'.")
+@click.option("--graph", type=click.Choice(["unet", "sampler", "both"]), default="both", show_default=True,
+              help="The UNet alone, the whole sampler loop, or both.")
+@click.option("--opset", type=click.IntRange(17, 20), default=17, show_default=True)
+@click.option("--batch", default="1:1:4", show_default=True, help="Batch range MIN:OPT:MAX of the TensorRT "
+              "optimisation profile.")
+@click.option("--size", default="64:256:512", show_default=True, help="Height/width range MIN:OPT:MAX of the "
+              "TensorRT optimisation profile; OPT is also the bundle's recommended tile.")
+@click.option("--fp16-io", is_flag=True, help="With --precision fp16: FP16 graph inputs and outputs too "
+              "(default: FP32 I/O).")
+@click.option("--workspace-mb", type=click.IntRange(16), default=1024, show_default=True,
+              help="TensorRT builder workspace limit.")
+@click.option("--timing-cache", type=click.Path(path_type=Path), help="TensorRT timing cache, reused across "
+              "builds (default: in the edgeir cache folder).")
+@click.option("--trust-pickle", is_flag=True, help="Allow loading a .pt/.pth state dict you made yourself.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@user_errors
+def export_cmd(model, out, fmt, precision, graph, opset, batch, size, fp16_io, workspace_mb, timing_cache,
+               trust_pickle, as_json):
+    """Export MODEL (or build TensorRT engines for an ONNX bundle) into a checked bundle OUT."""
+    from edgeir.commands.export import print_summary, run_export
+    from edgeir.runtime.backends import cache_root
+
+    result = run_export(model, out, fmt, precision, graph, opset, batch, size, not fp16_io, workspace_mb,
+                        timing_cache or cache_root() / "tensorrt.timing-cache", trust_pickle, " ".join(sys.argv))
+    if as_json:
+        print_json(result)
+    else:
+        print_summary(result)
+
