@@ -109,3 +109,28 @@ def test_missing_tensorrt_is_one_clear_line(tmp_path):
     with pytest.raises(BackendError, match="^--format trt needs TensorRT, which does not import here"):
         trt_export.build_engine(tmp_path / "x.onnx", tmp_path / "x.engine", {})
     assert not (tmp_path / "x.engine").exists()
+
+
+@needs_tensorrt
+def test_engine_build_with_record_and_reused_timing_cache(tmp_path):
+    import onnx
+    import tensorrt as trt
+    import torch
+    from conftest import tiny_config
+
+    from edgeir.export.profile import DimRange, image_profile, input_shapes
+    from edgeir.export.unet import export_unet
+    from edgeir.models.restorer import Restorer
+
+    torch.manual_seed(0)
+    onnx_path = export_unet(Restorer(tiny_config()).eval(), tmp_path / "unet.onnx")
+    shapes = input_shapes(onnx.load(str(onnx_path)),
+                          image_profile(DimRange(min=1, opt=1, max=2), DimRange(min=8, opt=16, max=32)))
+    cache = tmp_path / "timing.cache"
+    for name in ("a.engine", "b.engine"):  # the second build reads the cache the first one wrote
+        record = trt_export.build_engine(onnx_path, tmp_path / name, shapes, "fp16", timing_cache=cache)
+        assert cache.stat().st_size > 0
+        assert record["tensorrt"] == trt.__version__ and record["gpu"]["name"] != "unknown"
+        assert record["shapes"]["x_t"] == {"min": (1, 3, 8, 8), "opt": (1, 3, 16, 16), "max": (2, 3, 32, 32)}
+        engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine((tmp_path / name).read_bytes())
+        assert engine is not None and engine.num_io_tensors == 4
