@@ -1,0 +1,69 @@
+"""``edgeir report RUN_DIR``: report.md, grid.png and pareto.png from a compression run's report.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgeir.compress.pipeline import _data as recipe_data
+from edgeir.compress.recipe import Recipe
+from edgeir.errors import ConfigError
+from edgeir.load import load_restorer
+from edgeir.metrics import mean_metrics, measure
+from edgeir.report import markdown, plots
+
+GRID_IMAGES = 3
+
+
+def _atomic(path: Path, write) -> None:
+    """``write(tmp_path)`` then one rename, so a crash never leaves a half-written report file."""
+    tmp = path.with_name(f".tmp.{path.name}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def build_report(run: str | Path) -> list[Path]:
+    run = Path(run)
+    try:
+        report = json.loads((run / "report.json").read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{run}: no report.json (not an edgeir compress output folder)") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{run / 'report.json'}: corrupt JSON ({e})") from None
+    recipe = Recipe.model_validate(report["recipe"])
+    teacher = load_restorer(report["model"])
+    task = teacher.config.task
+    _, cases = recipe_data(recipe, teacher)
+
+    # The naive baseline is measured here, where its images are drawn anyway.
+    base_imgs, base_rows, seconds = [], [], []
+    for _, gt, d in cases:
+        start = time.perf_counter()
+        img = task.baseline(d)
+        seconds.append(time.perf_counter() - start)
+        base_imgs.append(img)
+        base_rows.append(measure(img, gt, crop=task.scale))
+    report["baseline"] = {**mean_metrics(base_rows), "latency_ms": 1000 * float(np.median(seconds))}
+    for s in report["stages"]:
+        files = [p for p in (run / s["folder"]).rglob("*") if p.suffix in (".safetensors", ".onnx", ".engine")]
+        s["size_mb"] = min(p.stat().st_size for p in files) / 1e6 if files else None
+
+    shown = cases[:GRID_IMAGES]
+    with np.load(run / "teacher" / "outputs.npz", allow_pickle=False) as z:
+        teacher_imgs = [z[f"image{i}"] for i in range(len(shown))]
+    columns = [("degraded input", [plots.shown_input(d.image, gt.shape[:2]) for _, gt, d in shown]),
+               ("naive baseline", base_imgs[: len(shown)]), ("teacher", teacher_imgs)]
+    for s in report["stages"]:
+        model = load_restorer(run / s["folder"])
+        columns.append((s["stage"], [model.restore(d, seed=recipe.seed + i) for i, (_, _, d) in enumerate(shown)]))
+    columns.append(("ground truth", [gt for _, gt, _ in shown]))
+
+    paths = [run / "grid.png", run / "pareto.png", run / "report.md"]
+    _atomic(paths[0], lambda p: plots.grid(columns, p))
+    _atomic(paths[1], lambda p: plots.pareto(report, p))
+    _atomic(paths[2], lambda p: p.write_text(markdown.render(report, ["grid.png", "pareto.png"])))
+    return paths
