@@ -1,0 +1,63 @@
+"""``edgeir compress``: run a recipe, then show what each stage cost and kept."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from edgeir.compress.pipeline import compress
+from edgeir.compress.recipe import load_recipe
+
+
+def run_compress(model: str | None, recipe_file: str | Path, out: str | Path, resume: bool = False,
+                 device: str | None = None) -> dict:
+    return compress(load_recipe(recipe_file), out, model, resume, device, recipe_file=str(recipe_file))
+
+
+def read_report(out: str | Path) -> dict | None:
+    try:
+        return json.loads((Path(out) / "report.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _num(x: float | None, fmt: str) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
+
+
+def report_table(report: dict, out: str | Path, console: Console | None = None) -> None:
+    """One row for the teacher and one per stage: cost, the four quality sides, and the gates' verdict."""
+    table = Table(title=f"edgeir compress: {report['recipe']['name']} ({report['status']})")
+    for col in ("model", "steps", "params", "GMAC/img", "ms/img", "PSNR", "SSIM", "HaarPSI", "detail",
+                "PSNR vs teacher", "gates"):
+        table.add_column(col, justify="left" if col in ("model", "gates") else "right")
+
+    def row(label: str, m: dict, gates: str) -> list[str]:
+        return [label, str(m["steps"]), f"{m['params'] / 1e6:.2f}M", f"{m['macs'] / 1e9:.1f}",
+                _num(m["latency_ms"], ".0f"), _num(m["psnr"], ".2f"), _num(m["ssim"], ".4f"),
+                _num(m["haarpsi"], ".4f"), _num(m["detail"], ".3f"), _num(m.get("psnr_vs_teacher"), ".2f"),
+                gates]
+
+    table.add_row(*row("teacher", report["teacher"], ""))
+    verdicts = []
+    for s in report["stages"]:
+        failed = [g for g in s["gates"] if not g["passed"]]
+        verdict = "-" if not s["gates"] else ("FAIL" if failed else "pass")
+        label = s["stage"] + (" (resumed)" if s["resumed"] else "")
+        table.add_row(*row(label, s["metrics"], verdict), style="red" if failed else None)
+        verdicts += [f"{s['stage']} gate {g['gate']} {g['limit']:g}: {_num(g['value'], '.4g')} "
+                     f"({'pass' if g['passed'] else 'FAIL'})" for g in s["gates"]]
+    console = console or Console()
+    console.print(table)
+    for line in verdicts:
+        console.print(line, highlight=False)
+    for name, t in report.get("targets", {}).items():
+        state = "met" if t["met"] else "NOT met"
+        console.print(f"target {name} <= {t['target']:g}: measured {_num(t['measured'], '.3g')} ({state})",
+                      highlight=False)
+    if report.get("final"):
+        console.print(f"final model: {Path(out) / report['final']}", highlight=False)

@@ -1,0 +1,297 @@
+"""The distill stage: a student with the incoming model's architecture and denoiser interface that samples in
+1-4 steps instead of 50.
+
+* ``direct`` (as SinSR does for ResShift): the student's whole k-step sampler, unrolled, regresses the
+  teacher's deterministic DDIM output from the same initial noise and condition. Those (condition, noise,
+  output) triples are computed once and kept in the stage's work folder.
+* ``progressive`` (Salimans & Ho, 2022): N steps -> N/2 -> ... -> ``steps``. In each round one student step
+  learns to land where two steps of the round's teacher land, and the student teaches the next round.
+
+The student visits exactly the timesteps it was trained on and records them in ``config.sampler``, so the
+sampler, later stages and the exporter all use them. Training resumes from its last checkpoint, draws every
+batch from ``(seed, iteration)`` so a resumed run sees the batches an uninterrupted one would, and runs under
+``torchrun`` with DistributedDataParallel (see ``edgeir.compress.ddp``).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from safetensors.torch import load_file, save_file
+
+from edgeir.compress import ddp
+from edgeir.compress.stage import StageContext, StageOutput
+from edgeir.diffusion.schedules import spaced_timesteps
+from edgeir.diffusion.steps import apply_step
+from edgeir.errors import ConfigError
+from edgeir.load.checkpoint import load_restorer, save_restorer
+from edgeir.models.restorer import Restorer
+from edgeir.train.data import make_pair, random_crop
+from edgeir.train.teacher import ema_update, lr_at
+
+DISTRIBUTED = True  # the pipeline runs this stage on every torchrun process
+
+
+class DistillSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["distill"] = "distill"
+    method: Literal["direct", "progressive"] = "direct"
+    steps: int = Field(1, ge=1, le=64)  # the student's sampler steps
+    # direct: the teacher's DDIM steps for the targets (default: its own sampler's steps);
+    # progressive: the step count halved from (steps * 2^k; default: the largest not above the model's own).
+    teacher_steps: int | None = Field(None, ge=2, le=1000)
+    iterations: int = Field(300, ge=1)  # direct: in all; progressive: per halving round
+    batch: int = Field(8, ge=1)
+    patch: int = Field(64, ge=16)  # training crops, in output pixels
+    pairs: int = Field(256, ge=1)  # direct: how many teacher outputs to regress
+    lr: float = Field(1e-4, gt=0, le=1)
+    ema: float = Field(0.99, ge=0, lt=1)
+    save_every: int = Field(50, ge=1)  # checkpoint interval, in iterations
+
+    @model_validator(mode="after")
+    def _check(self) -> DistillSettings:
+        n = self.teacher_steps
+        if self.method == "progressive" and n is not None:
+            ratio = n // self.steps
+            if n % self.steps or ratio < 2 or ratio & (ratio - 1):
+                raise ValueError(f"progressive distillation halves the steps: teacher_steps ({n}) must be "
+                                 f"steps ({self.steps}) times a power of two")
+        if self.method == "direct" and n is not None and n <= self.steps:
+            raise ValueError(f"teacher_steps ({n}) must exceed steps ({self.steps})")
+        return self
+
+
+def run(settings: DistillSettings, ctx: StageContext) -> StageOutput:
+    model = ctx.student
+    cfg = model.config
+    m = cfg.multiple_of
+    if settings.patch % m or settings.patch % cfg.task.scale:
+        raise ConfigError(f"distill.patch: {settings.patch} is not a multiple of the model's {m}")
+    if settings.batch % ddp.world_size():
+        raise ConfigError(f"distill.batch: {settings.batch} does not split over {ddp.world_size()} processes")
+    images = [im for im in ctx.train_images if min(im.shape[:2]) >= settings.patch]
+    if not images:
+        raise ConfigError(f"distill.patch: no training image is {settings.patch} pixels or larger")
+    if settings.method == "direct":
+        student, info = _direct(settings, ctx, images)
+    else:
+        student, info = _progressive(settings, ctx, images)
+    return StageOutput(student.cpu().eval(), info=info)
+
+
+def with_timesteps(model: Restorer, timesteps: list[int], provenance: dict) -> Restorer:
+    """A copy of ``model`` whose default sampler is deterministic DDIM over exactly ``timesteps``."""
+    cfg = model.config
+    sampler = cfg.sampler.model_copy(update={"kind": "ddim", "eta": 0.0, "steps": len(timesteps),
+                                             "timesteps": list(timesteps)})
+    history = cfg.provenance.get("history", []) + [cfg.provenance]
+    student = copy.deepcopy(model)
+    student.config = cfg.model_copy(update={"sampler": sampler, "provenance": {**provenance,
+                                                                               "history": history}})
+    return student
+
+
+def _rng(ctx: StageContext, *keys: int) -> np.random.Generator:
+    return np.random.default_rng([ctx.seed, *keys])
+
+
+# ---- direct ----------------------------------------------------------------------------------------------
+
+def _direct(s: DistillSettings, ctx: StageContext, images: list[np.ndarray]) -> tuple[Restorer, dict]:
+    teacher = ctx.teacher.to(ctx.device).eval()
+    n_teacher = s.teacher_steps or len(teacher.steps())
+    cond, noise, target = _teacher_pairs(teacher, n_teacher, s, ctx, images)
+    ts = spaced_timesteps(teacher.config.schedule.num_train_timesteps, s.steps)
+    student = with_timesteps(ctx.student, ts, {
+        "distilled_by": "edgeir.compress.distill", "method": "direct", "teacher_steps": n_teacher,
+        "iterations": s.iterations, "batch": s.batch, "patch": s.patch, "pairs": s.pairs, "lr": s.lr,
+        "seed": ctx.seed})
+    steps = student.steps()
+    weight = student.config.task.loss_weight
+
+    def loss(view: Restorer, it: int) -> torch.Tensor:
+        idx = ddp.shard(torch.from_numpy(_rng(ctx, 1, it).integers(0, s.pairs, s.batch)))
+        c, z, y = (a[idx].to(ctx.device) for a in (cond, noise, target))
+        return (weight(c) * (view.sample(c, z, steps) - y) ** 2).mean()
+
+    student = _fit(student, loss, s, ctx, ctx.work_dir / "direct.state", f"distill direct -> {s.steps}")
+    return student, {"method": "direct", "timesteps": ts, "teacher_steps": n_teacher, "pairs": s.pairs}
+
+
+def _teacher_pairs(teacher: Restorer, n_steps: int, s: DistillSettings, ctx: StageContext,
+                   images: list[np.ndarray]) -> tuple[torch.Tensor, ...]:
+    """(condition, initial noise, teacher's deterministic DDIM output), one per training crop; cached in the
+    work folder. Under torchrun each process computes its share and all of them get the whole set."""
+    path = ctx.work_dir / f"pairs-{n_steps}.safetensors"
+    if path.exists():
+        d = load_file(str(path))
+        return d["cond"], d["noise"], d["target"]
+    n = -(-s.pairs // ddp.world_size()) * ddp.world_size()
+    mine = ddp.shard(list(range(n)))
+    steps = teacher.steps(n_steps, eta=0.0)
+    chunk = max(1, s.batch)
+    conds, noises, targets = [], [], []
+    with _progress(ctx, f"teacher outputs ({n_steps} steps)", len(mine)) as advance:
+        for k in range(0, len(mine), chunk):
+            c, z = [], []
+            for i in mine[k : k + chunk]:
+                rng = _rng(ctx, 0, i)
+                c.append(make_pair(random_crop(images, s.patch, rng), teacher.config, rng)[1])
+                z.append(rng.standard_normal((3, s.patch, s.patch), dtype=np.float32))
+            c_t = torch.from_numpy(np.stack(c)).permute(0, 3, 1, 2).to(ctx.device)
+            z_t = torch.from_numpy(np.stack(z)).to(ctx.device)
+            with torch.no_grad():
+                targets.append(teacher.sample(c_t, z_t, steps).cpu())
+            conds.append(c_t.cpu())
+            noises.append(z_t.cpu())
+            advance(len(c))
+    pairs = {"cond": torch.cat(conds), "noise": torch.cat(noises), "target": torch.cat(targets)}
+    pairs = {k: ddp.gather(v)[: s.pairs].contiguous() for k, v in pairs.items()}
+    if ddp.is_main():
+        _atomic(path, lambda tmp: save_file(pairs, str(tmp)))
+    return pairs["cond"], pairs["noise"], pairs["target"]
+
+
+# ---- progressive -----------------------------------------------------------------------------------------
+
+def _progressive(s: DistillSettings, ctx: StageContext, images: list[np.ndarray]) -> tuple[Restorer, dict]:
+    model = ctx.student.to(ctx.device).eval()
+    cfg = model.config
+    n = s.teacher_steps or _default_start(len(model.steps()), s.steps)
+    if cfg.sampler.timesteps is not None:
+        if n != cfg.sampler.steps:
+            raise ConfigError(f"distill.teacher_steps: the model already samples in exactly "
+                              f"{cfg.sampler.steps} steps; progressive distillation must start from those")
+        ts = list(cfg.sampler.timesteps)
+    else:
+        ts = spaced_timesteps(cfg.schedule.num_train_timesteps, n)
+    rounds = []
+    while len(ts) > s.steps:
+        student_ts = ts[0::2]
+        folder = ctx.work_dir / f"round-{len(student_ts)}"
+        if folder.exists():
+            student = load_restorer(folder, device=ctx.device)
+        else:
+            student = with_timesteps(model, student_ts, {
+                "distilled_by": "edgeir.compress.distill", "method": "progressive",
+                "teacher_steps": len(ts), "iterations": s.iterations, "batch": s.batch, "patch": s.patch,
+                "lr": s.lr, "seed": ctx.seed})
+            student = _round(model, ts, student, s, ctx, images)
+            if ddp.is_main():
+                save_restorer(student, folder)
+        rounds.append(f"{len(ts)}->{len(student_ts)}")
+        model, ts = student.eval(), student_ts
+    return model, {"method": "progressive", "timesteps": ts, "rounds": rounds}
+
+
+def _default_start(own_steps: int, target: int) -> int:
+    """The largest ``target * 2^k`` (k >= 1) not above the model's own step count."""
+    n = target * 2
+    while n * 2 <= own_steps:
+        n *= 2
+    return n
+
+
+def _round(teacher: Restorer, teacher_ts: list[int], student: Restorer, s: DistillSettings,
+           ctx: StageContext, images: list[np.ndarray]) -> Restorer:
+    """One halving: student step i (teacher timestep 2i -> 2i+2) learns the x0 with which one DDIM step lands
+    where two deterministic teacher steps land, from states on the sampler's path."""
+    t_steps = teacher.steps(timesteps=teacher_ts, eta=0.0)
+    s_steps = student.steps()
+    temperature = student.config.sampler.temperature
+    weight = student.config.task.loss_weight
+    n_round = len(s_steps)
+
+    def loss(view: Restorer, it: int) -> torch.Tensor:
+        rng = _rng(ctx, 2, n_round, it)
+        pairs = [make_pair(random_crop(images, s.patch, rng), student.config, rng) for _ in range(s.batch)]
+        x0, cond = (torch.from_numpy(np.stack(p)).permute(0, 3, 1, 2) for p in zip(*pairs))
+        eps = torch.from_numpy(rng.standard_normal(x0.shape, dtype=np.float32))
+        x0, cond, eps = (ddp.shard(a).to(ctx.device) for a in (x0, cond, eps))
+        i = int(rng.integers(n_round))
+        st = s_steps[i]
+        # The sampler starts from temperature-scaled noise, so the states it visits carry that much noise.
+        x_t = st.sqrt_ab * x0 + temperature * st.sqrt_1mab * eps
+        with torch.no_grad():
+            x = x_t
+            for step in t_steps[2 * i : 2 * i + 2]:
+                x = apply_step(step, x, teacher.x0(x, step, cond), None)
+            goal = (x - st.c_x * x_t) / st.c_x0
+        return (weight(cond) * (view.x0(x_t, st, cond) - goal) ** 2).mean()
+
+    return _fit(student, loss, s, ctx, ctx.work_dir / f"round-{n_round}.state",
+                f"distill {len(teacher_ts)} -> {n_round}")
+
+
+# ---- the training loop both methods share ------------------------------------------------------------
+
+def _fit(student: Restorer, loss: Callable[[Restorer, int], torch.Tensor], s: DistillSettings,
+         ctx: StageContext, state_path: Path, label: str) -> Restorer:
+    """AdamW with warmup and cosine decay, gradient clipping and an EMA of the weights, which is returned.
+    ``loss(view, iteration)`` runs the student through ``view`` (the same weights, wrapped for DDP). The
+    state is checkpointed every ``save_every`` iterations and picked up again after an interruption."""
+    model = student.to(ctx.device).train()
+    ema = copy.deepcopy(model).eval()
+    opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=0.0)
+    start = 0
+    if state_path.exists():
+        state = torch.load(state_path, map_location=ctx.device, weights_only=True)  # our own file
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+        start = int(state["iteration"])
+    view = Restorer(model.config, net=ddp.wrap(model.denoiser.net))
+    warmup = max(1, min(100, s.iterations // 10))
+
+    def checkpoint(iteration: int) -> None:
+        if ddp.is_main():
+            state = {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                     "iteration": iteration}
+            _atomic(state_path, lambda tmp: torch.save(state, tmp))
+
+    with _progress(ctx, label, s.iterations, start) as advance:
+        for it in range(start, s.iterations):
+            for g in opt.param_groups:
+                g["lr"] = lr_at(it, it / s.iterations, s.lr, warmup)
+            value = loss(view, it)
+            opt.zero_grad(set_to_none=True)
+            value.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            ema_update(ema, model, min(s.ema, (1 + it) / (10 + it)))
+            advance(1)
+            if (it + 1) % s.save_every == 0 and it + 1 < s.iterations:
+                checkpoint(it + 1)
+    ddp.barrier()
+    return ema
+
+
+@contextmanager
+def _quiet() -> Iterator[Callable[[int], None]]:
+    yield lambda n=1: None
+
+
+def _progress(ctx: StageContext, label: str, total: int, completed: int = 0):
+    """The pipeline's progress bar on the main process; nothing elsewhere."""
+    if ctx.progress is None or not ddp.is_main():
+        return _quiet()
+    return ctx.progress(label, total, completed)
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

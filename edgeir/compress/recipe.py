@@ -1,0 +1,106 @@
+"""Recipes: what ``edgeir compress`` does, as a YAML file validated at the edge.
+
+A recipe names the teacher and its task, the data (training images for the stages, held-out ground truth for
+the gates), the stages in order with each stage's own settings and quality gates, and the target budgets::
+
+    name: sr4x-quick
+    teacher: sr4x                 # a shipped teacher's name or a model folder
+    task: sr                      # must match the teacher's task
+    seed: 0
+    data: {train: builtin, eval: builtin, eval_size: 64, eval_images: 2}
+    stages:
+      - kind: distill
+        method: direct
+        steps: 1
+        gates: {min_detail_kept: 0.5, max_psnr_drop: 1.0}
+    targets: {latency_ms: 50}
+
+Paths are relative to the current directory. Any mistake is reported as one line naming the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edgeir.compress.distill import DistillSettings
+from edgeir.compress.gates import Gates
+from edgeir.compress.prune import PruneSettings
+from edgeir.compress.quantize import QuantizeSettings
+from edgeir.errors import ConfigError, validation_message
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataSettings(_Strict):
+    train: str = "builtin"  # "builtin" (the built-in training photographs) or a folder of images
+    eval: str = "builtin"  # "builtin" (the held-out photographs) or a folder of ground-truth images
+    eval_size: int = Field(128, ge=16, le=4096)  # centre crop of each evaluation image, in output pixels
+    eval_images: int | None = Field(None, ge=1)  # only the first N evaluation images
+
+
+class Targets(_Strict):
+    """Budgets the final model should meet; reported, not enforced (the gates are what stop a run)."""
+
+    latency_ms: float | None = Field(None, gt=0)  # per image at the eval size, as the pipeline measures it
+    size_mb: float | None = Field(None, gt=0)  # smallest deployable file the last stage produced
+
+
+class _Gated(BaseModel):
+    gates: Gates = Field(default_factory=Gates)
+
+
+# Each recipe stage is the stage's own settings plus the gates its output must pass.
+class DistillStage(DistillSettings, _Gated):
+    pass
+
+
+class PruneStage(PruneSettings, _Gated):
+    pass
+
+
+class QuantizeStage(QuantizeSettings, _Gated):
+    pass
+
+
+Stage = Annotated[DistillStage | PruneStage | QuantizeStage, Field(discriminator="kind")]
+
+
+class Recipe(_Strict):
+    name: str = Field(min_length=1)
+    teacher: str = Field(min_length=1)
+    task: Literal["sr", "deblur", "inpaint"]
+    seed: int = 0
+    data: DataSettings = Field(default_factory=DataSettings)
+    stages: list[Stage] = Field(min_length=1)
+    targets: Targets = Field(default_factory=Targets)
+
+
+def parse_recipe(raw: object, source: str = "recipe") -> Recipe:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of recipe fields, got {type(raw).__name__}")
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(f"{source}: {validation_message(e)}") from None
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such recipe file") from None
+    except (IsADirectoryError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not a text file ({type(e).__name__})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    return parse_recipe(raw, str(path))
