@@ -17,6 +17,11 @@ from edgeir.cli import main
 from edgeir.errors import ImageError
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEIR_CACHE", str(tmp_path / "cache"))  # plans and engines stay out of ~/.cache
+
+
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     return make_bundle(tiny_restorer(), tmp_path_factory.mktemp("cli") / "sr")
