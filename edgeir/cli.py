@@ -192,6 +192,8 @@ def compress_cmd(model, recipe, out, resume, device, as_json):
               "optimisation profile.")
 @click.option("--size", default="64:256:512", show_default=True, help="Height/width range MIN:OPT:MAX of the "
               "TensorRT optimisation profile; OPT is also the bundle's recommended tile.")
+@click.option("--steps", type=click.IntRange(1, 1000), help="Sampler steps to export (default: the model's own, "
+              "e.g. a distilled student's timesteps); evenly spaced when given.")
 @click.option("--fp16-io", is_flag=True, help="With --precision fp16: FP16 graph inputs and outputs too "
               "(default: FP32 I/O).")
 @click.option("--workspace-mb", type=click.IntRange(16), default=1024, show_default=True,
@@ -201,13 +203,13 @@ def compress_cmd(model, recipe, out, resume, device, as_json):
 @click.option("--trust-pickle", is_flag=True, help="Allow loading a .pt/.pth state dict you made yourself.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @user_errors
-def export_cmd(model, out, fmt, precision, graph, opset, batch, size, fp16_io, workspace_mb, timing_cache,
+def export_cmd(model, out, fmt, precision, graph, opset, batch, size, steps, fp16_io, workspace_mb, timing_cache,
                trust_pickle, as_json):
     """Export MODEL (or build TensorRT engines for an ONNX bundle) into a checked bundle OUT."""
     from edgeir.commands.export import print_summary, run_export
     from edgeir.runtime.backends import cache_root
 
-    result = run_export(model, out, fmt, precision, graph, opset, batch, size, not fp16_io, workspace_mb,
+    result = run_export(model, out, fmt, precision, graph, opset, batch, size, steps, not fp16_io, workspace_mb,
                         timing_cache or cache_root() / "tensorrt.timing-cache", trust_pickle, " ".join(sys.argv))
     if as_json:
         print_json(result)

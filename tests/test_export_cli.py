@@ -73,12 +73,14 @@ def test_runtime_runs_the_exported_bundle(bundle):
         assert out.shape == (20, 24, 3) and out.dtype == np.uint8
 
 
-def test_fp16_sampler_only(model, tmp_path):
-    res = run("export", model, "-o", tmp_path / "b16", "--graph", "sampler", "--precision", "fp16", *PROFILE)
+def test_fp16_sampler_only_with_other_steps(model, tmp_path):
+    res = run("export", model, "-o", tmp_path / "b16", "--graph", "sampler", "--precision", "fp16", "--steps", 2,
+              *PROFILE)
     assert res.exit_code == 0, res.output
     assert "sampler" in res.stdout and "fp16" in res.stdout
     (variant,) = load_bundle(tmp_path / "b16").manifest.variants
     assert (variant.name, variant.precision) == ("sampler-fp16", "fp16")
+    assert [s.t for s in variant.steps] == [999, 499]
 
 
 def one_line_error(res, pattern: str) -> None:
@@ -152,3 +154,8 @@ def test_engines_for_an_onnx_bundle_are_built_without_torch(bundle, tmp_path):
     assert (engine.format, engine.graph, engine.precision) == ("tensorrt", "sampler.fp16.engine", "fp16")
     assert loaded.files["sampler.fp16.engine"] == b"engine bytes"
     assert json.loads(loaded.files["sampler.fp16.engine.json"])["onnx"] == "sampler.onnx"
+    again = tmp_path / "trt-again"  # engines from elsewhere are replaced, not duplicated
+    proc = subprocess.run([sys.executable, "-c", ENGINE_SCRIPT, str(out), str(again)], capture_output=True,
+                          text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert [v.name for v in load_bundle(again).manifest.variants] == result["variants"]

@@ -17,6 +17,7 @@ from edgeir import __version__
 from edgeir.errors import ConfigError
 from edgeir.export.profile import DimRange, Profile, image_profile, input_shapes, multiple_problems
 from edgeir.export.readiness import check_tensorrt, has_qdq
+from edgeir.export.tensorrt import build_engine, record_path, require_tensorrt
 from edgeir.progress import progress_bar
 from edgeir.runtime.bundle import MANIFEST, SUFFIX, load_bundle, write_bundle
 from edgeir.runtime.manifest import Manifest, Variant
@@ -43,7 +44,8 @@ def _check_profile(profile: Profile, multiple_of: int) -> None:
 
 
 def _from_model(model: str, work: Path, graphs: tuple[str, ...], precision: str, opset: int, profile: Profile,
-                keep_io_fp32: bool, trust_pickle: bool) -> tuple[Manifest, dict[str, Path], list[dict]]:
+                steps: int | None, keep_io_fp32: bool, trust_pickle: bool
+                ) -> tuple[Manifest, dict[str, str | Path], list[dict]]:
     from edgeir.export.graph import export_graph
     from edgeir.load import load_restorer
     from edgeir.runtime.manifest import make_variant
@@ -51,11 +53,16 @@ def _from_model(model: str, work: Path, graphs: tuple[str, ...], precision: str,
     restorer = load_restorer(model, trust_pickle=trust_pickle)
     cfg = restorer.config
     _check_profile(profile, cfg.multiple_of)
-    files, variants, summaries = {}, [], []
+    try:
+        schedule = restorer.steps(steps)
+    except ValueError as e:
+        raise ConfigError(f"--steps: {e}") from None
+    files: dict[str, str | Path] = {}
+    variants, summaries = [], []
     with progress_bar("export", total=len(graphs)) as advance:
         for kind in graphs:
             result = export_graph(restorer, kind, work, precision, opset, profile,  # type: ignore[arg-type]
-                                  keep_io_fp32=keep_io_fp32)
+                                  schedule, keep_io_fp32=keep_io_fp32)
             files[result.path.name] = result.path
             variants.append(make_variant(f"{kind}-{precision}", result.path.name, result.kind,
                                          cfg.task.cond_channels, result.steps, cfg.prediction,
@@ -70,24 +77,31 @@ def _from_model(model: str, work: Path, graphs: tuple[str, ...], precision: str,
     return manifest, files, summaries
 
 
-def _from_bundle(source: Path, work: Path) -> tuple[Manifest, dict[str, Path]]:
+def _from_bundle(source: Path, work: Path) -> tuple[Manifest, dict[str, str | Path]]:
+    """The bundle's ONNX variants and files, unpacked into ``work``. Engines it carries were built for another
+    machine or TensorRT: they are left out, to be rebuilt here."""
     bundle = load_bundle(source)
-    files = {}
+    variants = [v for v in bundle.manifest.variants if v.format == "onnx"]
+    if not variants:
+        raise ConfigError(f"{source}: no ONNX graphs to build TensorRT engines from")
+    engines = {v.graph for v in bundle.manifest.variants if v.format != "onnx"}
+    dropped = engines | {record_path(Path(e)).as_posix() for e in engines}
+    files: dict[str, str | Path] = {}
     for name, data in bundle.files.items():
+        if name in dropped:
+            continue
         path = work / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         files[name] = path
-    return bundle.manifest, files
+    return bundle.manifest.model_copy(update={"variants": variants}), files
 
 
-def _engines(manifest: Manifest, files: dict[str, Path], graphs: tuple[str, ...], precision: str,
+def _engines(manifest: Manifest, files: dict[str, str | Path], graphs: tuple[str, ...], precision: str,
              profile: Profile, work: Path, workspace_mb: int, timing_cache: Path | None
              ) -> tuple[list[Variant], list[dict]]:
     """A TensorRT variant for every ONNX variant of ``graphs``; readiness is checked first, so a graph
     TensorRT would refuse fails with one clear line instead of a parser log."""
-    from edgeir.export.tensorrt import build_engine, record_path
-
     variants, records = [], []
     for v in manifest.variants:
         if v.format != "onnx" or v.kind not in graphs:
@@ -110,7 +124,8 @@ def _engines(manifest: Manifest, files: dict[str, Path], graphs: tuple[str, ...]
 
 
 def run_export(model: str, out: Path, format: Format = "onnx", precision: str = "fp32", graph: str = "both",
-               opset: int = 17, batch: str = "1:1:4", size: str = "64:256:512", keep_io_fp32: bool = True,
+               opset: int = 17, batch: str = "1:1:4", size: str = "64:256:512", steps: int | None = None,
+               keep_io_fp32: bool = True,
                workspace_mb: int = 1024, timing_cache: Path | None = None, trust_pickle: bool = False,
                command: str = "") -> dict:
     """Write the bundle ``out`` (atomically) and return what was exported, checked and built."""
@@ -118,8 +133,6 @@ def run_export(model: str, out: Path, format: Format = "onnx", precision: str = 
     _check_out(out, source)
     profile = image_profile(DimRange.parse(batch, "--batch"), DimRange.parse(size, "--size"))
     if format == "trt":
-        from edgeir.export.tensorrt import require_tensorrt
-
         require_tensorrt()  # before minutes of export, not after
     graphs = GRAPHS[graph]
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -132,8 +145,8 @@ def run_export(model: str, out: Path, format: Format = "onnx", precision: str = 
             _check_profile(profile, manifest.multiple_of)
             summaries = manifest.producer.get("checks", [])
         else:
-            manifest, files, summaries = _from_model(model, work, graphs, precision, opset, profile, keep_io_fp32,
-                                                     trust_pickle)
+            manifest, files, summaries = _from_model(model, work, graphs, precision, opset, profile, steps,
+                                                     keep_io_fp32, trust_pickle)
         records: list[dict] = []
         if format == "trt":
             trt_variants, records = _engines(manifest, files, graphs, precision, profile, work, workspace_mb,
@@ -154,11 +167,12 @@ def print_summary(result: dict) -> None:
     from rich.table import Table
 
     table = Table(title=f"bundle {result['bundle']}")
-    for col in ("graph", "precision", "steps", "nodes", "MB", "max |onnx - torch|", "gate", "slimmed",
-                "TensorRT-ready"):
-        table.add_column(col, justify="left" if col == "graph" else "right")
+    for col in ("graph", "precision", "steps", "nodes", "MB", "max |onnx - torch| random / real", "gate",
+                "onnxslim", "TensorRT-ready"):
+        table.add_column(col, justify="left" if col in ("graph", "TensorRT-ready") else "right")
     for g in result["graphs"]:
-        diffs = ", ".join(f"{k} {v:.1e}" for k, v in g["max_abs_diff"].items())
+        prefix = "fp16 " if g["precision"] == "fp16" else ""  # the shipped graph's own check
+        diffs = " / ".join(f"{g['max_abs_diff'][prefix + k]:.1e}" for k in ("random", "real"))
         ready = "yes" if g["tensorrt_ready"] else f"no: {g['tensorrt_problems'][0]}"
         table.add_row(g["kind"], g["precision"], str(g["steps"]), str(g["nodes"]), f"{g['bytes'] / 1e6:.1f}",
                       diffs, f"{g['gate']:.0e}", "yes" if g["slimmed"] else "no", ready)

@@ -5,10 +5,8 @@ Nothing leaves here unchecked."""
 from __future__ import annotations
 
 import os
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import onnx
@@ -24,10 +22,8 @@ from edgeir.export.readiness import check_tensorrt, has_qdq, random_ops
 from edgeir.export.sampler import export_sampler, sampler_feeds, sampler_reference
 from edgeir.export.unet import export_unet, unet_feeds, unet_reference
 from edgeir.models.restorer import Restorer
+from edgeir.runtime.manifest import GraphKind, Precision
 from edgeir.tasks import Task
-
-GraphKind = Literal["unet", "sampler"]
-Precision = Literal["fp32", "fp16", "int8"]
 
 
 @dataclass
@@ -39,13 +35,12 @@ class GraphResult:
     diffs: dict[str, float]  # max abs difference vs torch, by check
     slimmed: bool
     tensorrt_problems: list[str]
-    nodes: int = 0
-    bytes: int = 0
-    ops: dict[str, int] = field(default_factory=dict)
+    nodes: int
+    bytes: int
 
     def summary(self) -> dict:
         return {"kind": self.kind, "file": self.path.name, "precision": self.precision, "steps": len(self.steps),
-                "max_abs_diff": self.diffs, "gate": checks.TOLERANCE.get((self.kind, self.precision)),
+                "max_abs_diff": self.diffs, "gate": checks.TOLERANCE[(self.kind, self.precision)],
                 "slimmed": self.slimmed, "nodes": self.nodes, "bytes": self.bytes,
                 "tensorrt_ready": not self.tensorrt_problems, "tensorrt_problems": self.tensorrt_problems}
 
@@ -139,4 +134,4 @@ def export_graph(restorer: Restorer, kind: GraphKind, out_dir: str | Path, preci
     model = onnx.load(str(final))
     return GraphResult(kind, final, precision, steps, diffs, slim_diffs is not None,
                        check_tensorrt(model, profile, restorer.config.multiple_of), len(model.graph.node),
-                       final.stat().st_size, dict(Counter(n.op_type for n in model.graph.node)))
+                       final.stat().st_size)

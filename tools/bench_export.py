@@ -1,0 +1,149 @@
+"""Benchmark of the export step, in one run on one machine: for few-step sr4x students (the shipped teacher with
+its sampler config set to 4 and 1 timesteps, which is what a distilled student is structurally), the latency of
+the same restore done three ways:
+
+* torch eager: ``Restorer.restore_tensor`` (the torch sampler);
+* onnxruntime, sampler graph: the whole loop as one graph (``edgeir export --graph sampler``);
+* onnxruntime, UNet graph + Python loop: one graph call per step, the step maths in numpy
+  (``edgeir.diffusion.sample``), as the runtime's unet variants do;
+
+plus each graph's size, node count (before and after onnxslim) and max abs difference from torch.
+
+    nice .venv/bin/python tools/bench_export.py [--size 256] [--runs 10] [--threads 2] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from edgeir.diffusion.sample import sample
+from edgeir.diffusion.steps import to_x0
+from edgeir.export.graph import export_graph, real_conditions
+from edgeir.export.sampler import export_sampler
+from edgeir.export.unet import export_unet
+from edgeir.load import load_restorer
+from edgeir.models.restorer import Restorer
+
+
+def student(steps: int) -> Restorer:
+    r = load_restorer("sr4x")
+    r.config = r.config.model_copy(update={"sampler": r.config.sampler.model_copy(
+        update={"steps": steps, "timesteps": r.config.timesteps(steps)})})
+    return r
+
+
+def median_ms(fn, runs: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def session(path: Path, threads: int) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no CPU stolen from torch's turn
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def unet_loop(restorer: Restorer, sess: ort.InferenceSession, cond: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """The restore with the UNet graph and the step loop in numpy (the same ``sample``/``to_x0`` maths)."""
+    cfg = restorer.config
+    b = cond.shape[0]
+
+    def x0(x_t: np.ndarray, step) -> np.ndarray:
+        t = np.full((b,), step.t, np.float32)
+        pred = sess.run(None, {"x_t": x_t.astype(np.float32), "t": t, "condition": cond})[0]
+        return to_x0(pred, x_t, step.sqrt_ab, step.sqrt_1mab, cfg.prediction)
+
+    residual = sample(x0, noise * cfg.sampler.temperature, restorer.steps())
+    return np.clip((cond[:, :3] + residual / cfg.residual_scale) * 0.5 + 0.5, 0, 1)
+
+
+def bench(steps: int, size: int, runs: int, threads: int, work: Path) -> dict:
+    r = student(steps)
+    cond = real_conditions(r.task, 1, size, size)
+    noise = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
+    ct, nt = torch.from_numpy(cond), torch.from_numpy(noise)
+    with torch.no_grad():
+        reference = r.restore_tensor(ct, nt).numpy()
+    out = work / f"{steps}step"
+    graphs = {kind: export_graph(r, kind, out, "fp32") for kind in ("sampler", "unet")}
+    raw_nodes = {"sampler": len(onnx.load(str(export_sampler(r, out / "raw_s.onnx"))).graph.node),
+                 "unet": len(onnx.load(str(export_unet(r, out / "raw_u.onnx"))).graph.node)}
+    s_sess, u_sess = session(graphs["sampler"].path, threads), session(graphs["unet"].path, threads)
+    feeds = {"condition": cond, "noise": noise}
+
+    def torch_eager():
+        with torch.no_grad():
+            return r.restore_tensor(ct, nt)
+
+    rows = [
+        {"method": "torch eager sampler", "ms": median_ms(torch_eager, runs), "diff": 0.0},
+        {"method": "onnxruntime sampler graph", "ms": median_ms(lambda: s_sess.run(None, feeds), runs),
+         "diff": float(np.abs(s_sess.run(None, feeds)[0] - reference).max()), "graph": "sampler"},
+        {"method": "onnxruntime UNet graph + Python loop", "ms": median_ms(lambda: unet_loop(r, u_sess, cond, noise),
+                                                                            runs),
+         "diff": float(np.abs(unet_loop(r, u_sess, cond, noise) - reference).max()), "graph": "unet"},
+    ]
+    for row in rows:
+        if "graph" in row:
+            g = graphs[row["graph"]]
+            row.update(mb=g.bytes / 1e6, nodes=g.nodes, raw_nodes=raw_nodes[row["graph"]])
+    return {"steps": steps, "rows": rows}
+
+
+def table(results: list[dict], size: int) -> str:
+    header = (f"| steps | method (sr4x, 1x3x{size}x{size} output) | median ms | vs torch | graph MB "
+              "| nodes (onnxslim'd / raw) | max abs diff vs torch |")
+    lines = [header, "| ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for res in results:
+        base = res["rows"][0]["ms"]
+        for row in res["rows"]:
+            graph = (f"{row['mb']:.1f} | {row['nodes']} / {row['raw_nodes']}" if "nodes" in row else "- | -")
+            lines.append(f"| {res['steps']} | {row['method']} | {row['ms']:.1f} | {base / row['ms']:.2f}x | {graph} "
+                         f"| {row['diff']:.1e} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=256, help="output height and width (multiple of 16)")
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=1, help="torch and onnxruntime intra-op threads (1 on a shared "
+                    "machine: oversubscribed OpenMP threads make torch erratic)")
+    ap.add_argument("--steps", type=int, nargs="+", default=[4, 1])
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        results = [bench(s, args.size, args.runs, args.threads, Path(tmp)) for s in args.steps]
+    machine = f"{platform.processor() or platform.machine()}, {args.threads} threads, torch {torch.__version__}, " \
+              f"onnxruntime {ort.__version__}"
+    if args.json:
+        json.dump({"machine": machine, "size": args.size, "results": results}, sys.stdout, indent=2)
+        print()
+    else:
+        print(f"{machine}; median of {args.runs} runs after 2 warm-up runs\n")
+        print(table(results, args.size))
+
+
+if __name__ == "__main__":
+    main()
