@@ -12,6 +12,10 @@ import click
 from edgeir.errors import EdgeirError
 
 
+TOOLKIT_MODULES = {"torch", "onnx", "onnxslim", "onnxscript", "safetensors", "scipy", "skimage", "yaml",
+                   "matplotlib", "nncf", "torch_pruning"}
+
+
 def user_errors(fn):
     """One clear line and a non-zero exit for anything the user caused; never a traceback."""
 
@@ -25,6 +29,13 @@ def user_errors(fn):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except ModuleNotFoundError as e:
+            if e.name and e.name.split(".")[0] in TOOLKIT_MODULES:
+                # a torch-free runtime install (edgeir[runtime]) running a toolkit command
+                click.echo(f"error: this command needs the full toolkit (pip install 'edgeir[full]'): "
+                           f"no module named {e.name}", err=True)
+                sys.exit(2)
+            raise
 
     return wrapper
 
@@ -216,3 +227,37 @@ def export_cmd(model, out, fmt, precision, graph, opset, batch, size, steps, fp1
     else:
         print_summary(result)
 
+
+@main.command("report")
+@click.argument("run", type=click.Path(path_type=Path))
+@user_errors
+def report_cmd(run):
+    """report.md, grid.png and pareto.png for a compression RUN folder."""
+    from edgeir.report.build import build_report
+
+    for path in build_report(run):
+        click.echo(f"wrote {path}")
+
+
+@main.command("quickstart")
+@click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("runs/quickstart"), show_default=True)
+@click.option("--recipe", type=click.Path(path_type=Path), help="Recipe (default: recipes/sr4x-quick.yaml).")
+@click.option("--device", default="cpu", show_default=True, help="Device profile for the budget check.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@user_errors
+def quickstart_cmd(out, recipe, device, as_json):
+    """The main job on the shipped sr4x teacher: compress -> report -> export -> bench -> restore."""
+    from edgeir.commands.quickstart import RECIPE, run_quickstart
+
+    result = run_quickstart(out, recipe or RECIPE, device)
+    if as_json:
+        print_json(result)
+        return
+    f, t = result["final_metrics"], result["teacher_metrics"]
+    b = result["bench"]
+    click.echo(f"final stage {result['final_stage']}: {f['steps']} step(s), PSNR {f['psnr']:.2f} dB "
+               f"(teacher {t['psnr']:.2f}), detail {f['detail']:.3f} (teacher {t['detail']:.3f})")
+    click.echo(f"bench {b['size']} on {b['backend']}: p50 {b['p50_ms']} ms, p95 {b['p95_ms']} ms, budget "
+               f"{b['budget_ms']} ms: {'within' if b['within_budget'] else 'OVER'} budget")
+    click.echo(f"report: {result['report']}\nbundle: {result['bundle']}\nrestored: "
+               + ", ".join(r["output"] for r in result["restored"]))

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import click
+import torch
 from rich.console import Console
 from rich.table import Table
 
@@ -20,7 +21,9 @@ from edgeir.metrics import METRICS
 @click.command()
 @click.option("--size", default=256, show_default=True, help="Centre crop of each held-out photograph.")
 @click.option("--sweep", is_flag=True, help="Also sweep sampler temperature and steps.")
-def main(size: int, sweep: bool) -> None:
+@click.option("--threads", default=1, show_default=True, help="torch threads (more than the free cores thrash).")
+def main(size: int, sweep: bool, threads: int) -> None:
+    torch.set_num_threads(threads)
     table = Table(title=f"shipped teachers vs naive baselines, held-out photographs ({size}px crops)")
     for col in ("teacher", "method", *METRICS, "vs baseline"):
         table.add_column(col, justify="right" if col in METRICS else "left")
