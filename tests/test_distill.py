@@ -65,7 +65,7 @@ def test_direct_distillation_regresses_the_teachers_output(tiny_restorer, tmp_pa
     out = distill.run(s, context(tiny_restorer, tmp_path))
     student = out.model
     assert student.config.sampler.timesteps == [999] and out.info["teacher_steps"] == 4
-    pairs = load_file(str(tmp_path / "work" / "pairs-4.safetensors"))
+    pairs = load_file(str(tmp_path / "work" / "pairs-4steps-16x16px-seed0.safetensors"))
     cond, noise, goal = pairs["cond"], pairs["noise"], pairs["target"]
     with torch.no_grad():
         torch.testing.assert_close(goal, tiny_restorer.sample(cond, noise, tiny_restorer.steps(4, eta=0.0)))
