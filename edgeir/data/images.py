@@ -104,8 +104,10 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Picture:
         raise ImageError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise ImageError(f"{path}: is a folder, not an image") from None
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(f"{path}: not a readable image ({type(e).__name__})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{path}: exceeds the {max_pixels:,}-pixel limit (decompression bomb?)") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not a readable image") from None
     except Exception as e:  # noqa: BLE001 - decoders of hostile files raise anything; report it in one line
         first = (str(e).splitlines() or [type(e).__name__])[0][:80]
         raise ImageError(f"{path}: corrupt or truncated image ({first})") from None
