@@ -1,19 +1,126 @@
-"""The quantize stage (being written: settings fields and run() are filled in by the quantize work)."""
+"""The quantize stage: INT8 post-training quantization of the student's denoiser with NNCF.
+
+1. Calibration data comes from the student's own sampler on calibration crops: every (x_t, t, condition) it
+   feeds the denoiser, the same number per visited timestep (``edgeir.compress.calibration``).
+2. ``nncf.quantize``: weights per-channel symmetric INT8, activations per-tensor; the layers matched by
+   ``keep_fp`` (patterns and graph selectors, ``edgeir.compress.layers``) stay in floating point.
+3. Export as an ONNX graph of standard QuantizeLinear/DequantizeLinear pairs with INT8 weight initializers
+   in the forms TensorRT accepts (``edgeir.compress.int8_onnx``).
+4. Quality gate on the held-out set against the FP32 student, run on that ONNX graph through onnxruntime; on
+   failure a per-layer sensitivity report and a suggested ``keep_fp`` list are written to the stage folder.
+
+The stage's model is a restorer whose denoiser is the INT8 graph (run by onnxruntime), so the pipeline
+evaluates it like any other; the graph itself is the ``int8_onnx`` artifact.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+import onnx
+from pydantic import BaseModel, ConfigDict, Field
 
+from edgeir.compress import int8_gate, layers
+from edgeir.compress.calibration import calibration_set
+from edgeir.compress.int8_onnx import export_int8, tensorrt_problems
+from edgeir.compress.nncf_model import ActivationRange, network_graph, quantize_network, quantizers_by_layer
+from edgeir.compress.onnx_denoiser import onnx_restorer
+from edgeir.compress.sensitivity import layer_sensitivity, suggest_keep_fp
 from edgeir.compress.stage import StageContext, StageOutput
+from edgeir.errors import ConfigError, QualityGateError
+from edgeir.models.restorer import Restorer
+from edgeir.progress import progress_bar
+
+ARTIFACT = "denoiser.int8.onnx"
+REPORT = "sensitivity.json"
 
 
 class QuantizeSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["quantize"] = "quantize"
+    # Layers left in floating point: fnmatch patterns over layer names (``conv_in``, ``up.2.*``,
+    # ``mid_attn.softmax.0``) and the selectors of ``edgeir.compress.layers`` (``@first_conv``, ...).
+    keep_fp: list[str] = Field(default_factory=lambda: list(layers.DEFAULT_KEEP_FP))
+    # "performance": symmetric activations (TensorRT); "mixed": asymmetric ones (not TensorRT-ready).
+    preset: Literal["performance", "mixed"] = "performance"
+    # Activation ranges from calibration: NNCF's default "mean_minmax" averages per-sample extremes (clips the
+    # rare outliers); "minmax" covers every sample's range (no clipping, coarser steps); "histogram" picks
+    # the range that minimises quantization error.
+    activation_range: ActivationRange = "mean_minmax"
+    subset_size: int = Field(64, ge=1, description="Calibration samples (denoiser calls of the student's sampler).")
+    crop: int = Field(128, ge=16, description="Calibration crop size in output pixels.")
+    max_psnr_drop: float = Field(0.2, ge=0, description="Gate: dB of PSNR the INT8 model may lose vs FP32.")
+    min_detail_kept: float = Field(0.95, ge=0, description="Gate: share of the FP32 model's detail to keep.")
+
+
+def _write_json(path: Path, data: dict) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2, default=float)
+    os.replace(tmp, path)
+
+
+def _keep_fp_nodes(graph, patterns: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+    resolved = layers.resolve(graph, patterns)
+    unmatched = [p for p, nodes in resolved.items() if not nodes and not p.startswith("@")]
+    if unmatched:
+        known = ", ".join(sorted({layers.layer_name(graph, n) for n in layers.operations(graph)})[:12])
+        raise ConfigError(f"quantize.keep_fp: {', '.join(unmatched)} matches no layer (layers look like: {known}, ...)")
+    names = sorted({n for nodes in resolved.values() for n in nodes})
+    by_pattern = {p: sorted({layers.layer_name(graph, graph.get_node_by_name(n)) for n in nodes})
+                  for p, nodes in resolved.items()}
+    return names, by_pattern
 
 
 def run(settings: QuantizeSettings, ctx: StageContext) -> StageOutput:
-    raise NotImplementedError("quantize stage not implemented yet")
+    student = ctx.student.eval()
+    net = student.denoiser.net
+    ctx.work_dir.mkdir(parents=True, exist_ok=True)
+    samples = calibration_set(student, ctx.train_images, settings.subset_size, settings.crop, ctx.seed)
+    graph = network_graph(net, samples[0])
+    keep_nodes, kept = _keep_fp_nodes(graph, settings.keep_fp)
+    float_outputs = layers.timestep_only(graph) if "@timestep_embedding" in settings.keep_fp else set()
+    quantized = quantize_network(net, samples, graph, keep_nodes, float_outputs, settings.preset, len(samples),
+                                 settings.activation_range)
+
+    path = export_int8(quantized, student, ctx.work_dir / ARTIFACT)
+    problems = tensorrt_problems(onnx.load(str(path)))
+    config = student.config.model_copy(update={"provenance": {**student.config.provenance, "quantized": {
+        "by": "edgeir.compress.quantize (NNCF post-training INT8)", "graph": ARTIFACT, "keep_fp": kept}}})
+    model = onnx_restorer(config, path)
+
+    fp32_metrics, _ = int8_gate.restore_all(student, ctx.eval_cases, ctx.seed, "gate: FP32 student")
+    gate = int8_gate.check(student, model, ctx.eval_cases, ctx.seed, settings.max_psnr_drop,
+                           settings.min_detail_kept, fp32_metrics)
+    info = {"calibration_samples": len(samples),
+            "calibration_timesteps": sorted({int(s[1]) for s in samples}, reverse=True),
+            "keep_fp": kept, "gate": gate.as_dict(), "tensorrt_problems": problems}
+    if not gate.passed:
+        report = _sensitivity_report(settings, ctx, student, quantized, graph, samples, gate, fp32_metrics)
+        _write_json(ctx.work_dir / REPORT, {**info, **report})
+        worst = ", ".join(f"{name} ({snr:.1f} dB)" for name, snr in report["sensitivity"][:3])
+        raise QualityGateError(f"quantize: {gate.summary()}; most sensitive layers: {worst}; suggested "
+                               f"keep_fp: {report['suggested_keep_fp']} (report: {ctx.work_dir / REPORT})")
+    return StageOutput(model=model, artifacts={"int8_onnx": ARTIFACT}, info=info)
+
+
+def _sensitivity_report(settings: QuantizeSettings, ctx: StageContext, student: Restorer, quantized,
+                        graph, samples, gate: int8_gate.GateResult, fp32_metrics: dict) -> dict:
+    units = quantizers_by_layer(graph, quantized)
+    probe = samples[: max(4, len(student.steps()))]  # at least one sample per visited timestep
+    with progress_bar("quantize: layer sensitivity", total=len(units)) as advance:
+        ranking = layer_sensitivity(quantized, student.denoiser.net, units, probe, advance)
+    simulated = Restorer(student.config, net=quantized).eval()
+
+    def passes() -> bool:
+        return int8_gate.check(student, simulated, ctx.eval_cases, ctx.seed, settings.max_psnr_drop,
+                               settings.min_detail_kept, fp32_metrics).passed
+
+    extra, enough = suggest_keep_fp(quantized, units, ranking, passes)
+    return {"sensitivity": ranking, "suggested_keep_fp": settings.keep_fp + extra,
+            "suggestion_passes_gate_in_simulation": enough}

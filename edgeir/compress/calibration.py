@@ -1,0 +1,69 @@
+"""Calibration data for post-training quantization, taken from the sampler that will run in deployment.
+
+A diffusion denoiser's activation ranges depend on the timestep: at t near the end of the schedule x_t is
+almost pure noise, near 0 it is almost the clean residual. Ranges calibrated on random timesteps therefore fit
+none of the ones a few-step student actually visits. Here the student's own sampler is run on calibration
+crops and every denoiser call is recorded, so the calibration set holds exactly the (x_t, t, condition)
+triples deployment will see, the same number for each visited timestep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from edgeir.evaluate import center_crop
+from edgeir.models.restorer import Restorer
+
+Sample = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (x_t, t, condition), batch 1 each
+
+
+def calibration_conditions(restorer: Restorer, images: Sequence[np.ndarray], count: int, crop: int,
+                           seed: int = 0) -> torch.Tensor:
+    """``count`` conditions (count, C, crop, crop) from random crops of ``images``, degraded by the task."""
+    task = restorer.task
+    multiple = max(restorer.config.multiple_of, task.scale)
+    rng = np.random.default_rng(seed)
+    conds = []
+    for i in range(count):
+        img = images[i % len(images)]
+        size = min(crop, *img.shape[:2]) // multiple * multiple
+        y, x = (int(rng.integers(0, s - size + 1)) for s in img.shape[:2])
+        gt = center_crop(img[y : y + size, x : x + size], size, multiple)
+        conds.append(task.condition(task.degrade(gt, rng)))
+    if len({c.shape for c in conds}) > 1:
+        raise ValueError("calibration images are smaller than the crop size; lower the crop")
+    return torch.from_numpy(np.stack(conds)).permute(0, 3, 1, 2).contiguous()
+
+
+@torch.no_grad()
+def record_sampler_inputs(restorer: Restorer, conds: torch.Tensor, seed: int = 0) -> list[Sample]:
+    """Run the restorer's default sampler on ``conds`` and return every denoiser input it produced: image by
+    image, each in sampler order, so every whole number of images holds each visited timestep equally often."""
+    calls: list[Sample] = []
+
+    def record(_module, args):
+        x_t, t, cond = args
+        calls.append((x_t.detach().cpu(), t.detach().cpu(), cond.detach().cpu()))
+
+    device = next(restorer.parameters()).device
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn((conds.shape[0], 3) + tuple(conds.shape[-2:]), generator=g)
+    handle = restorer.denoiser.register_forward_pre_hook(record)
+    try:
+        restorer.restore_tensor(conds.to(device), noise.to(device), generator=g)
+    finally:
+        handle.remove()
+    # calls[k] is the k-th sampler step for the whole batch; split it into per-image samples.
+    return [(x[i : i + 1], t[i : i + 1], c[i : i + 1]) for i in range(conds.shape[0]) for x, t, c in calls]
+
+
+def calibration_set(restorer: Restorer, images: Sequence[np.ndarray], size: int, crop: int, seed: int = 0
+                    ) -> list[Sample]:
+    """About ``size`` samples (rounded down to whole sampler runs, at least one) from the restorer's sampler,
+    balanced across the timesteps it visits."""
+    steps = len(restorer.steps())
+    conds = calibration_conditions(restorer, images, max(1, size // steps), crop, seed)
+    return record_sampler_inputs(restorer, conds, seed)

@@ -1,0 +1,143 @@
+"""The INT8 denoiser as a deployable ONNX graph: standard QuantizeLinear/DequantizeLinear pairs only.
+
+NNCF's quantizers export as Q->DQ pairs (its ONNX Q/DQ export mode, TorchScript exporter), but the weights
+still arrive as FP32 initializers behind a QuantizeLinear. ``fold_weights`` quantizes those initializers
+once, so the file stores INT8 weights (about a quarter of FP32) followed by a DequantizeLinear: the form
+TensorRT and onnxruntime both recognise as a quantized weight. ``tensorrt_problems`` checks the forms
+TensorRT accepts: signed INT8, zero point 0, per-channel weight scales on axis 0, default-domain ops only.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+from torch import nn
+
+from edgeir.compress.nncf_model import set_qdq_export
+from edgeir.export.unet import export_unet
+from edgeir.models.restorer import Restorer
+
+QDQ = ("QuantizeLinear", "DequantizeLinear")
+
+
+def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute[0].name == "value":
+            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    return values
+
+
+def _axis(node: onnx.NodeProto) -> int:
+    return next((a.i for a in node.attribute if a.name == "axis"), 1)
+
+
+def quantize_array(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, axis: int) -> np.ndarray:
+    """ONNX QuantizeLinear semantics: round half to even, saturate to the zero point's type."""
+    if scale.ndim == 1 and scale.size > 1:
+        shape = [1] * x.ndim
+        shape[axis] = -1
+        scale, zero_point = scale.reshape(shape), zero_point.reshape(shape)
+    info = np.iinfo(zero_point.dtype)
+    q = np.rint(x.astype(np.float64) / scale) + zero_point.astype(np.int64)
+    return np.clip(q, info.min, info.max).astype(zero_point.dtype)
+
+
+def fold_weights(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Replace every QuantizeLinear applied to a constant by its INT8 result, stored as an initializer named
+    after the FP32 weight (``net.conv1.weight`` -> ``net.conv1.weight_quantized``)."""
+    graph = model.graph
+    consts = _constants(graph)
+    renamed: dict[str, str] = {}
+    for node in [n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] in consts]:
+        x, scale, zp = (consts[i] for i in node.input[:3])
+        name = f"{node.input[0]}_quantized"
+        graph.initializer.append(numpy_helper.from_array(quantize_array(x, scale, zp, _axis(node)), name))
+        renamed[node.output[0]] = name
+        graph.node.remove(node)
+    for node in graph.node:
+        node.input[:] = [renamed.get(i, i) for i in node.input]
+    onnx.checker.check_model(model)
+    return _drop_unused(model)
+
+
+def _drop_unused(model: onnx.ModelProto) -> onnx.ModelProto:
+    graph = model.graph
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    for init in [i for i in graph.initializer if i.name not in used]:
+        graph.initializer.remove(init)
+    for node in [n for n in graph.node if n.op_type == "Constant" and n.output[0] not in used]:
+        graph.node.remove(node)
+    return model
+
+
+def tensorrt_problems(model: onnx.ModelProto) -> list[str]:
+    """Why TensorRT would reject or mis-handle this Q/DQ graph; empty when it takes it as is."""
+    graph = model.graph
+    consts = _constants(graph)
+    problems = []
+    for node in graph.node:
+        if node.domain not in ("", "ai.onnx"):
+            problems.append(f"{node.name}: custom-domain op {node.domain}::{node.op_type}")
+        if node.op_type not in QDQ:
+            continue
+        scale, zp = consts.get(node.input[1]), consts.get(node.input[2]) if len(node.input) > 2 else None
+        if scale is None or zp is None:
+            problems.append(f"{node.name}: scale and zero point must be constants")
+            continue
+        if zp.dtype != np.int8:
+            problems.append(f"{node.name}: {zp.dtype} quantization (TensorRT takes int8 only)")
+        if np.any(zp != 0):
+            problems.append(f"{node.name}: non-zero zero point (TensorRT takes symmetric quantization only)")
+        if scale.size > 1 and _axis(node) != 0:
+            problems.append(f"{node.name}: per-channel scales on axis {_axis(node)} (TensorRT wants axis 0)")
+    return problems
+
+
+def uint8_activations(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The same graph with activations stored as uint8 (zero point + 128): an exact re-encoding.
+
+    onnxruntime's x86 CPU kernels are fast for uint8 activations with int8 weights and slow for int8 ones. Its
+    own s8->u8 pass converts only Q/DQ pairs whose tensor has a single reader, and a convolution whose input
+    and output end up with different types is not fused into QLinearConv; converting every pair here lets all
+    of them fuse. For CPU execution only: the file on disk keeps the int8 form TensorRT needs."""
+    model = copy.deepcopy(model)
+    graph = model.graph
+    consts = _constants(graph)
+    converted: dict[str, str] = {}
+    for node in graph.node:
+        if node.op_type not in QDQ or node.input[0] in consts or len(node.input) < 3:
+            continue
+        zp = consts[node.input[2]]
+        if zp.dtype != np.int8:
+            continue
+        if node.input[2] not in converted:
+            name = f"{node.input[2]}_uint8"
+            graph.initializer.append(numpy_helper.from_array((zp.astype(np.int16) + 128).astype(np.uint8), name))
+            converted[node.input[2]] = name
+        node.input[2] = converted[node.input[2]]
+    return _drop_unused(model)
+
+
+def export_int8(net: nn.Module, like: Restorer, path: str | Path) -> Path:
+    """Export a quantized ``net`` (with ``like``'s config) as a Q/DQ ONNX graph with INT8 weights, atomically."""
+    path = Path(path)
+    set_qdq_export(net)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".onnx")
+    os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the artifact private to this user
+    try:
+        export_unet(Restorer(like.config, net=net), tmp)
+        model = fold_weights(onnx.load(tmp))
+        onnx.save(model, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
