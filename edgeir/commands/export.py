@@ -46,6 +46,7 @@ def _check_profile(profile: Profile, multiple_of: int) -> None:
 def _from_model(model: str, work: Path, graphs: tuple[str, ...], precision: str, opset: int, profile: Profile,
                 steps: int | None, keep_io_fp32: bool, trust_pickle: bool
                 ) -> tuple[Manifest, dict[str, str | Path], list[dict]]:
+    from edgeir.compress.onnx_denoiser import OnnxNet
     from edgeir.export.graph import export_graph
     from edgeir.load import load_restorer
     from edgeir.runtime.manifest import make_variant
@@ -59,22 +60,50 @@ def _from_model(model: str, work: Path, graphs: tuple[str, ...], precision: str,
         raise ConfigError(f"--steps: {e}") from None
     files: dict[str, str | Path] = {}
     variants, summaries = [], []
+    if isinstance(restorer.denoiser.net, OnnxNet):
+        graphs = _onnx_network_graphs(restorer, graphs, precision, profile, work, files, summaries)
     with progress_bar("export", total=len(graphs)) as advance:
         for kind in graphs:
             result = export_graph(restorer, kind, work, precision, opset, profile,  # type: ignore[arg-type]
                                   schedule, keep_io_fp32=keep_io_fp32)
             files[result.path.name] = result.path
-            variants.append(make_variant(f"{kind}-{precision}", result.path.name, result.kind,
-                                         cfg.task.cond_channels, result.steps, cfg.prediction,
-                                         cfg.sampler.temperature, cfg.residual_scale,
-                                         precision))  # type: ignore[arg-type]
             summaries.append(result.summary())
             advance(1)
+    for name, summary in zip(files, summaries):
+        variants.append(make_variant(f"{summary['kind']}-{precision}", name, summary["kind"],
+                                     cfg.task.cond_channels, schedule, cfg.prediction, cfg.sampler.temperature,
+                                     cfg.residual_scale, precision))  # type: ignore[arg-type]
     # The engine's optimum shape is the tile the runtime should use.
     tile = profile["height"].opt
     manifest = Manifest(task=cfg.task, multiple_of=cfg.multiple_of, min_size=cfg.multiple_of, tile=tile,
                         overlap=tile // 8, variants=variants)
     return manifest, files, summaries
+
+
+def _onnx_network_graphs(restorer, graphs: tuple[str, ...], precision: str, profile: Profile, work: Path,
+                         files: dict[str, str | Path], summaries: list[dict]) -> tuple[str, ...]:
+    """A model whose network is already an ONNX graph (the quantize stage's INT8 denoiser) ships that graph
+    as the bundle's ``unet`` variant, which the runtime drives with its numpy step loop; torch cannot trace
+    through onnxruntime, so there is no sampler graph. The INT8 graph's quality was gated by the quantize
+    stage; here it is checked for TensorRT readiness. Returns the graphs still to export (none)."""
+    if "unet" not in graphs:
+        raise ConfigError("this model's network is an ONNX graph (a quantized stage): export it with --graph unet "
+                          "or --graph both")
+    net = restorer.denoiser.net
+    model = onnx.load(str(net.path))
+    if precision != "int8" and has_qdq(model):
+        raise ConfigError(f"{net.path.name} is an INT8 (Q/DQ) graph: export it with --precision int8")
+    onnx.checker.check_model(model, full_check=True)
+    problems = check_tensorrt(model, profile, restorer.config.multiple_of)
+    dest = work / f"unet.{precision}.onnx"
+    dest.write_bytes(net.path.read_bytes())
+    files[dest.name] = dest
+    summaries.append({"kind": "unet", "precision": precision, "file": dest.name, "steps": len(restorer.steps()),
+                      "nodes": len(model.graph.node), "bytes": dest.stat().st_size, "max_abs_diff": {},
+                      "gate": None, "slimmed": False, "tensorrt_ready": not problems,
+                      "tensorrt_problems": problems[:5],
+                      "parity": "gated by the quantize stage against the FP32 student"})
+    return ()
 
 
 def _from_bundle(source: Path, work: Path) -> tuple[Manifest, dict[str, str | Path]]:
@@ -172,10 +201,12 @@ def print_summary(result: dict) -> None:
         table.add_column(col, justify="left" if col in ("graph", "TensorRT-ready") else "right")
     for g in result["graphs"]:
         prefix = "fp16 " if g["precision"] == "fp16" else ""  # the shipped graph's own check
-        diffs = " / ".join(f"{g['max_abs_diff'][prefix + k]:.1e}" for k in ("random", "real"))
+        diffs = (" / ".join(f"{g['max_abs_diff'][prefix + k]:.1e}" for k in ("random", "real"))
+                 if g["max_abs_diff"] else "quantize stage's gate")
         ready = "yes" if g["tensorrt_ready"] else f"no: {g['tensorrt_problems'][0]}"
         table.add_row(g["kind"], g["precision"], str(g["steps"]), str(g["nodes"]), f"{g['bytes'] / 1e6:.1f}",
-                      diffs, f"{g['gate']:.0e}", "yes" if g["slimmed"] else "no", ready)
+                      diffs, "—" if g["gate"] is None else f"{g['gate']:.0e}", "yes" if g["slimmed"] else "no",
+                      ready)
     console = Console()
     console.print(table)
     for e in result["engines"]:

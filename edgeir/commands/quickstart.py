@@ -47,9 +47,11 @@ def run_quickstart(out: str | Path, recipe: str | Path = RECIPE, device: str = "
 
     say("3/5 export")
     if not (bundle / "manifest.json").exists():
-        precision = "int8" if report["stages"][-1]["kind"] == "quantize" else "fp32"
-        run_export(str(final), bundle, precision=precision, graph="sampler", size="64:256:512",
-                   command=f"edgeir export {final} -o {bundle} --precision {precision} --graph sampler")
+        # A quantized stage ships its INT8 denoiser as a unet graph (the runtime runs the step loop);
+        # otherwise the whole sampler loop is one graph.
+        precision, graph = ("int8", "unet") if report["stages"][-1]["kind"] == "quantize" else ("fp32", "sampler")
+        run_export(str(final), bundle, precision=precision, graph=graph, size="64:256:512",
+                   command=f"edgeir export {final} -o {bundle} --precision {precision} --graph {graph}")
 
     say("4/5 bench")
     profile = load_profile(device)

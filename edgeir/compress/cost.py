@@ -10,21 +10,30 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from edgeir.models.restorer import Restorer
+from edgeir.compress.onnx_denoiser import OnnxNet
+from edgeir.models.restorer import Restorer, build_network
+
+
+def torch_network(restorer: Restorer) -> torch.nn.Module:
+    """The network to count: an ONNX (INT8) network has the parameters and MACs of the architecture it was
+    exported from, whatever its number format."""
+    net = restorer.denoiser.net
+    return build_network(restorer.config) if isinstance(net, OnnxNet) else net
 
 
 def params(restorer: Restorer) -> int:
-    return sum(p.numel() for p in restorer.denoiser.parameters())
+    return sum(p.numel() for p in torch_network(restorer).parameters())
 
 
 @torch.no_grad()
 def macs(restorer: Restorer, height: int, width: int, batch: int = 1) -> int:
     """MACs of one denoiser evaluation at output size ``height`` x ``width``."""
-    p = next(restorer.denoiser.parameters())
+    net = torch_network(restorer)
+    p = next(net.parameters())
     cfg = restorer.config
     x = torch.zeros(batch, 3, height, width, device=p.device)
     cond = torch.zeros(batch, cfg.task.cond_channels, height, width, device=p.device)
     t = torch.zeros(batch, device=p.device)
     with FlopCounterMode(display=False) as counter:
-        restorer.denoiser(x, t, cond)
+        net(x, t, cond)
     return counter.get_total_flops() // 2

@@ -17,7 +17,8 @@ from safetensors.torch import load_file, save_file
 
 from edgeir.errors import CheckpointError, validation_message
 from edgeir.load.zoo import TEACHERS, resolve
-from edgeir.models.config import RestorerConfig
+from edgeir.compress.onnx_denoiser import OnnxNet
+from edgeir.models.config import OnnxNetSpec, RestorerConfig
 from edgeir.models.restorer import Restorer
 
 CONFIG = "config.json"
@@ -31,9 +32,16 @@ def save_restorer(restorer: Restorer, folder: str | Path) -> Path:
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     try:
-        state = {k: v.detach().cpu().contiguous() for k, v in restorer.denoiser.net.state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS))
-        (tmp / CONFIG).write_text(restorer.config.model_dump_json(indent=2) + "\n")
+        config = restorer.config
+        net = restorer.denoiser.net
+        if isinstance(net, OnnxNet):  # the graph is the weights
+            shutil.copy2(net.path, tmp / net.path.name)
+            config = config.model_copy(update={"network": OnnxNetSpec(graph=net.path.name,
+                                                                      source=config.torch_network)})
+        else:
+            state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+            save_file(state, str(tmp / WEIGHTS))
+        (tmp / CONFIG).write_text(config.model_dump_json(indent=2) + "\n")
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -99,6 +107,11 @@ def load_restorer(name_or_path: str | Path, trust_pickle: bool = False, device: 
         known = ", ".join(TEACHERS)
         raise CheckpointError(f"{name_or_path}: no such model folder (shipped teachers: {known})")
     config = read_config(folder)
+    if isinstance(config.network, OnnxNetSpec):
+        graph = folder / config.network.graph
+        if not graph.is_file():
+            raise CheckpointError(f"{folder}: no {config.network.graph}")
+        return Restorer(config, net=OnnxNet(graph)).to(device).eval()
     try:
         restorer = Restorer(config)
     except (ValueError, TypeError, ImportError) as e:

@@ -30,7 +30,19 @@ class DiffusersUNetSpec(_Strict):
     config: dict[str, Any]
 
 
-NetworkSpec = Annotated[Union[EdgeUNetSpec, DiffusersUNetSpec], Field(discriminator="type")]
+TorchNetworkSpec = Annotated[Union[EdgeUNetSpec, DiffusersUNetSpec], Field(discriminator="type")]
+
+
+class OnnxNetSpec(_Strict):
+    """A network that is an ONNX graph in the model folder (the quantize stage's INT8 denoiser), run by
+    onnxruntime. ``source`` is the architecture it was exported from: its size constraints and costs."""
+
+    type: Literal["onnx"] = "onnx"
+    graph: str = Field(pattern=r"^[A-Za-z0-9_.-]+\.onnx$")  # a file name inside the folder, never a path
+    source: TorchNetworkSpec
+
+
+NetworkSpec = Annotated[Union[EdgeUNetSpec, DiffusersUNetSpec, OnnxNetSpec], Field(discriminator="type")]
 
 
 class ScheduleConfig(_Strict):
@@ -71,8 +83,14 @@ class RestorerConfig(_Strict):
         return spaced_timesteps(self.schedule.num_train_timesteps, steps or self.sampler.steps)
 
     @property
+    def torch_network(self) -> EdgeUNetSpec | DiffusersUNetSpec:
+        """The torch architecture: the network itself, or the one an ONNX network was exported from."""
+        return self.network.source if isinstance(self.network, OnnxNetSpec) else self.network
+
+    @property
     def multiple_of(self) -> int:
-        if isinstance(self.network, EdgeUNetSpec):
-            return self.network.config.multiple_of
-        n_down = len(self.network.config.get("block_out_channels", (0,))) - 1
+        spec = self.torch_network
+        if isinstance(spec, EdgeUNetSpec):
+            return spec.config.multiple_of
+        n_down = len(spec.config.get("block_out_channels", (0,))) - 1
         return 2**n_down

@@ -18,7 +18,8 @@ from edgeir.tasks import Degraded
 
 
 def build_network(config: RestorerConfig) -> nn.Module:
-    spec = config.network
+    """A freshly initialised torch network of ``config``'s architecture (for an ONNX network: its source's)."""
+    spec = config.torch_network
     if isinstance(spec, EdgeUNetSpec):
         return EdgeUNet(spec.config)
     assert isinstance(spec, DiffusersUNetSpec)

@@ -1,0 +1,61 @@
+"""A quantize stage's INT8 model goes the whole way: saved and reloaded in the folder format (the graph is the
+weights), counted at its source architecture's cost, exported as a bundle and run by the torch-free runtime
+with the same result as the torch-side restorer."""
+
+import numpy as np
+import pytest
+import torch
+
+from edgeir.commands.export import run_export
+from edgeir.compress.cost import macs, params
+from edgeir.compress.onnx_denoiser import OnnxNet
+from edgeir.compress.pipeline import compress
+from edgeir.compress.recipe import parse_recipe
+from edgeir.load import load_restorer
+from edgeir.runtime import Restorer as Runtime
+from test_compress_pipeline import setup_run
+
+pytest.importorskip("nncf")
+
+
+@pytest.mark.slow
+def test_int8_stage_saves_exports_and_runs_in_the_runtime(tmp_path):
+    small = {"iterations": 2, "batch": 2, "patch": 16, "pairs": 4, "lr": 1e-3}
+    _, raw = setup_run(tmp_path, stages=[
+        {"kind": "distill", "method": "direct", "steps": 2, **small},
+        {"kind": "quantize", "subset_size": 6, "crop": 16, "max_psnr_drop": 100, "min_detail_kept": 0}])
+    report = compress(parse_recipe(raw), tmp_path / "out")
+    final = tmp_path / "out" / report["final"]
+    assert report["final"].endswith("quantize")
+
+    model = load_restorer(final)
+    assert isinstance(model.denoiser.net, OnnxNet) and model.config.network.type == "onnx"
+    fp32 = load_restorer(tmp_path / "out" / report["stages"][0]["folder"])
+    assert params(model) == params(fp32) and macs(model, 16, 16) == macs(fp32, 16, 16)
+    assert report["stages"][1]["metrics"]["macs"] == report["stages"][0]["metrics"]["macs"]
+
+    run_export(str(final), tmp_path / "bundle", precision="int8", graph="unet", size="16:32:64")
+    runtime = Runtime.load(tmp_path / "bundle", tile=32)
+    assert runtime.variant.kind == "unet" and runtime.variant.precision == "int8"
+    rgb = np.random.default_rng(0).uniform(0, 1, (16, 16, 3)).astype(np.float32)  # sr x2 -> 32x32
+    out = runtime.restore_rgb(rgb, seed=3)
+    from edgeir.runtime.tiling import noise_field
+    from edgeir.tasks import Degraded
+
+    cond = torch.from_numpy(model.task.condition(Degraded(rgb))).permute(2, 0, 1)[None]
+    noise = torch.from_numpy(noise_field(3, 3, 32, 32))[None]
+    with torch.no_grad():
+        expected = model.restore_tensor(cond, noise)[0].permute(1, 2, 0).numpy()
+    # the runtime runs the raw TensorRT-form graph, the torch side its x86 re-encoding: equal up to rounding
+    assert np.abs(out - expected).max() < 2e-2
+
+
+def test_an_int8_model_refuses_a_sampler_graph_export(tmp_path, monkeypatch):
+    from edgeir.commands import export as export_cmd
+    from edgeir.errors import ConfigError
+
+    class Fake:
+        denoiser = type("D", (), {"net": None})()
+
+    with pytest.raises(ConfigError, match="--graph unet"):
+        export_cmd._onnx_network_graphs(Fake(), ("sampler",), "int8", {}, tmp_path, {}, [])
