@@ -134,9 +134,11 @@ def restore_cmd(bundle, inputs, outdir, tile, seed, backend, plan, as_json):
 
 @main.command("bench")
 @click.argument("bundle", type=click.Path(path_type=Path))
-@click.option("--size", required=True, help="Output size HxW, e.g. 512x512.")
+@click.option("--size", help="Output size HxW, e.g. 512x512.")
 @click.option("--budget-ms", type=click.FloatRange(min=0, min_open=True),
               help="Latency budget: choose the variant/tile that meets it at p95; exit 1 if none does.")
+@click.option("--device", "profile", help="Device profile (recipes/devices/NAME.yaml, or a file): its size, "
+              "p95 budget and backend, unless given explicitly.")
 @click.option("--runs", type=click.IntRange(1), default=20, show_default=True)
 @click.option("--tile", type=click.IntRange(1), help="Measure this tile side instead of planning one.")
 @click.option("--backend", default="auto", show_default=True,
@@ -145,11 +147,22 @@ def restore_cmd(bundle, inputs, outdir, tile, seed, backend, plan, as_json):
               "(default: the edgeir cache).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @user_errors
-def bench_cmd(bundle, size, budget_ms, runs, tile, backend, plan_out, as_json):
+def bench_cmd(bundle, size, budget_ms, profile, runs, tile, backend, plan_out, as_json):
     """Latency (p50/p95/p99) and peak memory of full restores at output SIZE with BUNDLE."""
     from edgeir.commands.bench import run_bench
 
+    if profile:
+        from edgeir.devices import BACKENDS, load_profile
+
+        p = load_profile(profile)
+        size = size or p.size
+        budget_ms = budget_ms if budget_ms is not None else p.p95_budget_ms
+        backend = BACKENDS[p.backend] if backend == "auto" else backend
+    if not size:
+        raise click.UsageError("give --size HxW or --device PROFILE")
     result = run_bench(bundle, size, budget_ms, runs, backend, tile, plan_out)
+    if profile:
+        result["device_profile"] = {"name": p.name, "status": p.status, "p95_budget_ms": p.p95_budget_ms}
     if as_json:
         print_json(result)
     else:

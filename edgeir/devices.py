@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from edgeir.errors import ConfigError, validation_message
 
 PROFILES = Path(__file__).resolve().parent.parent / "recipes" / "devices"
+# A profile's backend as ``edgeir.runtime`` names it.
+BACKENDS = {"tensorrt": "tensorrt", "onnxruntime-cuda": "ort-cuda", "onnxruntime-cpu": "ort-cpu"}
 
 
 class DeviceProfile(BaseModel):

@@ -1,15 +1,13 @@
-"""Bundles for the runtime tests, made from tiny torch restorers (torch is fine here, never in the runtime).
-The sampler graph is exported from ``Restorer.restore_tensor`` itself, so the runtime is compared against
-the very code the torch pipeline runs."""
+"""Bundles for the runtime tests, made from tiny torch restorers (torch is fine here, never in the runtime)
+with the exporter's own graphs (``edgeir.export``), whose sampler graph runs the torch sampler's loop."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import torch
-from torch import nn
 
+from edgeir.export.sampler import export_sampler
 from edgeir.export.unet import export_unet
 from edgeir.models.config import EdgeUNetSpec, RestorerConfig, SamplerConfig
 from edgeir.models.restorer import Restorer
@@ -32,27 +30,6 @@ def tiny_restorer(task=None, steps: int = 2, seed: int = 0) -> Restorer:
     return restorer
 
 
-class SamplerGraph(nn.Module):
-    def __init__(self, restorer: Restorer, steps: int | None = None):
-        super().__init__()
-        self.restorer = restorer
-        self.schedule = restorer.steps(steps)
-
-    def forward(self, condition: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        return self.restorer.restore_tensor(condition, noise, self.schedule)
-
-
-def export_sampler(restorer: Restorer, path: Path, steps: int | None = None) -> Path:
-    m = restorer.config.multiple_of
-    args = (torch.randn(2, restorer.task.cond_channels, 2 * m, 3 * m), torch.randn(2, 3, 2 * m, 3 * m))
-    dyn = {n: {0: "batch", 2: "height", 3: "width"} for n in ("condition", "noise", "image")}
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(SamplerGraph(restorer, steps).eval(), args, str(path), input_names=["condition", "noise"],
-                          output_names=["image"], dynamic_axes=dyn, opset_version=17, dynamo=False)
-    return path
-
-
 def make_bundle(restorer: Restorer, dest: Path, kinds=("sampler",), tile: int = 32, overlap: int = 8,
                 steps: int | None = None) -> Path:
     cfg = restorer.config
@@ -62,7 +39,7 @@ def make_bundle(restorer: Restorer, dest: Path, kinds=("sampler",), tile: int = 
     for kind in kinds:
         graph = f"{kind}.onnx"
         if kind == "sampler":
-            export_sampler(restorer, work / graph, steps)
+            export_sampler(restorer, work / graph, steps=restorer.steps(steps))
         else:
             export_unet(restorer, work / graph)
         files[graph] = work / graph
