@@ -17,7 +17,7 @@ from edgeir.compress.int8_onnx import export_int8, tensorrt_problems, uint8_acti
 from edgeir.compress.nncf_model import network_graph, quantize_network, quantizers, weight_of
 from edgeir.compress.onnx_denoiser import cpu_session, onnx_restorer
 from edgeir.compress.stage import StageContext
-from edgeir.errors import ConfigError, QualityGateError
+from edgeir.errors import ConfigError, ImageError, QualityGateError
 from edgeir.evaluate import degrade_set
 from edgeir.models.config import EdgeUNetSpec, RestorerConfig, SamplerConfig
 from edgeir.models.restorer import Restorer
@@ -78,6 +78,13 @@ def test_calibration_visits_exactly_the_students_timesteps(student, samples):
     # sampler's own updates: x_t differs between an image's steps.
     assert 0.5 < float(samples[0][0].std()) < 0.9
     assert not torch.allclose(samples[0][0], samples[1][0])
+
+
+def test_calibration_crops_fit_small_images_and_refuse_tiny_ones(student):
+    small = calibration_set(student, images(2, size=24), size=3, crop=128)
+    assert small[0][0].shape == (1, 3, 24, 24)
+    with pytest.raises(ImageError, match="at least 4x4"):
+        calibration_set(student, [np.zeros((3, 3, 3), np.float32)], size=3, crop=16)
 
 
 def test_export_has_only_standard_qdq_and_int8_weights(int8_path):

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from edgeir.evaluate import center_crop
+from edgeir.errors import ImageError
 from edgeir.models.restorer import Restorer
 
 Sample = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (x_t, t, condition), batch 1 each
@@ -22,19 +22,20 @@ Sample = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (x_t, t, condition),
 
 def calibration_conditions(restorer: Restorer, images: Sequence[np.ndarray], count: int, crop: int,
                            seed: int = 0) -> torch.Tensor:
-    """``count`` conditions (count, C, crop, crop) from random crops of ``images``, degraded by the task."""
+    """``count`` conditions (count, C, S, S) from random S x S crops of ``images``, degraded by the task; S is
+    ``crop`` or the smallest image side, rounded down to the network's size multiple."""
     task = restorer.task
     multiple = max(restorer.config.multiple_of, task.scale)
+    size = min(crop, *(min(img.shape[:2]) for img in images)) // multiple * multiple
+    if size < multiple:
+        raise ImageError(f"calibration images must be at least {multiple}x{multiple} pixels")
     rng = np.random.default_rng(seed)
     conds = []
     for i in range(count):
         img = images[i % len(images)]
-        size = min(crop, *img.shape[:2]) // multiple * multiple
         y, x = (int(rng.integers(0, s - size + 1)) for s in img.shape[:2])
-        gt = center_crop(img[y : y + size, x : x + size], size, multiple)
+        gt = img[y : y + size, x : x + size]
         conds.append(task.condition(task.degrade(gt, rng)))
-    if len({c.shape for c in conds}) > 1:
-        raise ValueError("calibration images are smaller than the crop size; lower the crop")
     return torch.from_numpy(np.stack(conds)).permute(0, 3, 1, 2).contiguous()
 
 

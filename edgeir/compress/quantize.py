@@ -44,7 +44,9 @@ class QuantizeSettings(BaseModel):
 
     kind: Literal["quantize"] = "quantize"
     # Layers left in floating point: fnmatch patterns over layer names (``conv_in``, ``up.2.*``,
-    # ``mid_attn.softmax.0``) and the selectors of ``edgeir.compress.layers`` (``@first_conv``, ...).
+    # ``mid_attn.softmax.0``), each of which must match something, and the selectors of
+    # ``edgeir.compress.layers`` (``@first_conv``, ...), which may find nothing in a network without, say,
+    # attention.
     keep_fp: list[str] = Field(default_factory=lambda: list(layers.DEFAULT_KEEP_FP))
     # "performance": symmetric activations (TensorRT); "mixed": asymmetric ones (not TensorRT-ready).
     preset: Literal["performance", "mixed"] = "performance"
@@ -101,7 +103,7 @@ def run(settings: QuantizeSettings, ctx: StageContext) -> StageOutput:
             "calibration_timesteps": sorted({int(s[1]) for s in samples}, reverse=True),
             "keep_fp": kept, "gate": gate.as_dict(), "tensorrt_problems": problems}
     if not gate.passed:
-        report = _sensitivity_report(settings, ctx, student, quantized, graph, samples, gate, fp32_metrics)
+        report = _sensitivity_report(settings, ctx, student, quantized, graph, samples, fp32_metrics)
         _write_json(ctx.work_dir / REPORT, {**info, **report})
         worst = ", ".join(f"{name} ({snr:.1f} dB)" for name, snr in report["sensitivity"][:3])
         raise QualityGateError(f"quantize: {gate.summary()}; most sensitive layers: {worst}; suggested "
@@ -110,7 +112,7 @@ def run(settings: QuantizeSettings, ctx: StageContext) -> StageOutput:
 
 
 def _sensitivity_report(settings: QuantizeSettings, ctx: StageContext, student: Restorer, quantized,
-                        graph, samples, gate: int8_gate.GateResult, fp32_metrics: dict) -> dict:
+                        graph, samples, fp32_metrics: dict) -> dict:
     units = quantizers_by_layer(graph, quantized)
     probe = samples[: max(4, len(student.steps()))]  # at least one sample per visited timestep
     with progress_bar("quantize: layer sensitivity", total=len(units)) as advance:
