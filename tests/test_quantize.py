@@ -13,8 +13,8 @@ from onnx import numpy_helper
 
 from edgeir.compress import int8_gate, layers, quantize
 from edgeir.compress.calibration import calibration_set
-from edgeir.compress.int8_onnx import export_int8, tensorrt_problems, uint8_activations
-from edgeir.compress.nncf_model import network_graph, quantize_network, quantizers, weight_of
+from edgeir.compress.int8_onnx import tensorrt_problems, uint8_activations
+from edgeir.compress.nncf_model import export_int8, network_graph, quantize_network, quantizers, weight_of
 from edgeir.compress.onnx_denoiser import cpu_session, onnx_restorer
 from edgeir.compress.stage import StageContext
 from edgeir.errors import ConfigError, ImageError, QualityGateError

@@ -1,7 +1,8 @@
-"""The INT8 denoiser as a deployable ONNX graph: standard QuantizeLinear/DequantizeLinear pairs only.
+"""The INT8 denoiser as a deployable ONNX graph: standard QuantizeLinear/DequantizeLinear pairs only (onnx and
+numpy here, so loading an INT8 model never imports NNCF).
 
-NNCF's quantizers export as Q->DQ pairs (its ONNX Q/DQ export mode, TorchScript exporter), but the weights
-still arrive as FP32 initializers behind a QuantizeLinear. ``fold_weights`` quantizes those initializers
+NNCF's quantizers export as Q->DQ pairs (``edgeir.compress.nncf_model.export_int8``), but the weights still
+arrive as FP32 initializers behind a QuantizeLinear. ``fold_weights`` quantizes those initializers
 once, so the file stores INT8 weights (about a quarter of FP32) followed by a DequantizeLinear: the form
 TensorRT and onnxruntime both recognise as a quantized weight. ``tensorrt_problems`` checks the forms
 TensorRT accepts: signed INT8, zero point 0, per-channel weight scales on axis 0, default-domain ops only.
@@ -10,18 +11,10 @@ TensorRT accepts: signed INT8, zero point 0, per-channel weight scales on axis 0
 from __future__ import annotations
 
 import copy
-import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
-from torch import nn
-
-from edgeir.compress.nncf_model import set_qdq_export
-from edgeir.export.unet import export_unet
-from edgeir.models.restorer import Restorer
 
 QDQ = ("QuantizeLinear", "DequantizeLinear")
 
@@ -123,21 +116,3 @@ def uint8_activations(model: onnx.ModelProto) -> onnx.ModelProto:
             converted[node.input[2]] = name
         node.input[2] = converted[node.input[2]]
     return _drop_unused(model)
-
-
-def export_int8(net: nn.Module, like: Restorer, path: str | Path) -> Path:
-    """Export a quantized ``net`` (with ``like``'s config) as a Q/DQ ONNX graph with INT8 weights, atomically."""
-    path = Path(path)
-    set_qdq_export(net)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".onnx")
-    os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the artifact private to this user
-    try:
-        export_unet(Restorer(like.config, net=net), tmp)
-        model = fold_weights(onnx.load(tmp))
-        onnx.save(model, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

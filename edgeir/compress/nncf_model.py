@@ -13,10 +13,14 @@ deployment cannot use them:
 from __future__ import annotations
 
 import copy
+import os
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Literal
 
 import nncf
+import onnx
 import torch
 from nncf.common.graph import NNCFGraph, NNCFNode
 from nncf.common.quantization.quantizer_propagation.structs import QuantizationTrait
@@ -32,7 +36,10 @@ from nncf.torch.quantization.layers import BaseQuantizer, QuantizerExportMode, S
 from torch import nn
 
 from edgeir.compress.calibration import Sample
+from edgeir.compress.int8_onnx import fold_weights
 from edgeir.compress.layers import layer_name
+from edgeir.export.unet import export_unet
+from edgeir.models.restorer import Restorer
 
 Preset = Literal["performance", "mixed"]
 ActivationRange = Literal["minmax", "mean_minmax", "histogram"]
@@ -143,3 +150,21 @@ def switch_quantizers(net: nn.Module, enabled: Callable[[str], bool]) -> None:
     """Turn each quantizer on or off by its hook name (off: the op sees FP32 values)."""
     for name, q in quantizers(net):
         q.enable_quantization() if enabled(name) else q.disable_quantization()
+
+
+def export_int8(net: nn.Module, like: Restorer, path: str | Path) -> Path:
+    """Export a quantized ``net`` (with ``like``'s config) as a Q/DQ ONNX graph with INT8 weights, atomically."""
+    path = Path(path)
+    set_qdq_export(net)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".onnx")
+    os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the artifact private to this user
+    try:
+        export_unet(Restorer(like.config, net=net), tmp)
+        model = fold_weights(onnx.load(tmp))
+        onnx.save(model, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -26,8 +26,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edgeir.compress import int8_gate, layers
 from edgeir.compress.calibration import calibration_set
-from edgeir.compress.int8_onnx import export_int8, tensorrt_problems
-from edgeir.compress.nncf_model import ActivationRange, network_graph, quantize_network, quantizers_by_layer
+from edgeir.compress.int8_onnx import tensorrt_problems
+from edgeir.compress.nncf_model import (
+    ActivationRange,
+    export_int8,
+    network_graph,
+    quantize_network,
+    quantizers_by_layer,
+)
 from edgeir.compress.onnx_denoiser import onnx_restorer
 from edgeir.compress.sensitivity import layer_sensitivity, suggest_keep_fp
 from edgeir.compress.stage import StageContext, StageOutput
