@@ -13,12 +13,14 @@ from onnx import numpy_helper
 
 from edgeir.compress import int8_gate, layers, quantize
 from edgeir.compress.calibration import calibration_set
-from edgeir.compress.int8_onnx import tensorrt_problems, uint8_activations
+from edgeir.compress.int8_onnx import uint8_activations
 from edgeir.compress.nncf_model import export_int8, network_graph, quantize_network, quantizers, weight_of
 from edgeir.compress.onnx_denoiser import cpu_session, onnx_restorer
 from edgeir.compress.stage import StageContext
 from edgeir.errors import ConfigError, ImageError, QualityGateError
 from edgeir.evaluate import degrade_set
+from edgeir.export.profile import DimRange, image_profile
+from edgeir.export.readiness import check_tensorrt
 from edgeir.models.config import EdgeUNetSpec, RestorerConfig, SamplerConfig
 from edgeir.models.restorer import Restorer
 from edgeir.models.unet import UNetConfig
@@ -93,7 +95,8 @@ def test_export_has_only_standard_qdq_and_int8_weights(int8_path):
     assert all(domain in ("", "ai.onnx") for domain, _ in ops)
     assert {o.domain for o in model.opset_import} <= {"", "ai.onnx"}
     assert ops[("", "QuantizeLinear")] > 0 and ops[("", "DequantizeLinear")] > ops[("", "QuantizeLinear")]
-    assert tensorrt_problems(model) == []
+    assert check_tensorrt(model, image_profile(DimRange(min=1, opt=1, max=4), DimRange(min=16, opt=32, max=64)),
+                          multiple_of=4) == []
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     weight_dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits]
     assert weight_dq and all(inits[n.input[0]].dtype == np.int8 for n in weight_dq)

@@ -4,8 +4,8 @@ numpy here, so loading an INT8 model never imports NNCF).
 NNCF's quantizers export as Q->DQ pairs (``edgeir.compress.nncf_model.export_int8``), but the weights still
 arrive as FP32 initializers behind a QuantizeLinear. ``fold_weights`` quantizes those initializers
 once, so the file stores INT8 weights (about a quarter of FP32) followed by a DequantizeLinear: the form
-TensorRT and onnxruntime both recognise as a quantized weight. ``tensorrt_problems`` checks the forms
-TensorRT accepts: signed INT8, zero point 0, per-channel weight scales on axis 0, default-domain ops only.
+TensorRT and onnxruntime both recognise as a quantized weight (``edgeir.export.readiness`` checks the rest of
+what TensorRT accepts: signed INT8, zero point 0, per-channel weight scales on axis 0, standard operators).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-QDQ = ("QuantizeLinear", "DequantizeLinear")
+from edgeir.export.readiness import QDQ
 
 
 def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
@@ -68,29 +68,6 @@ def _drop_unused(model: onnx.ModelProto) -> onnx.ModelProto:
     for node in [n for n in graph.node if n.op_type == "Constant" and n.output[0] not in used]:
         graph.node.remove(node)
     return model
-
-
-def tensorrt_problems(model: onnx.ModelProto) -> list[str]:
-    """Why TensorRT would reject or mis-handle this Q/DQ graph; empty when it takes it as is."""
-    graph = model.graph
-    consts = _constants(graph)
-    problems = []
-    for node in graph.node:
-        if node.domain not in ("", "ai.onnx"):
-            problems.append(f"{node.name}: custom-domain op {node.domain}::{node.op_type}")
-        if node.op_type not in QDQ:
-            continue
-        scale, zp = consts.get(node.input[1]), consts.get(node.input[2]) if len(node.input) > 2 else None
-        if scale is None or zp is None:
-            problems.append(f"{node.name}: scale and zero point must be constants")
-            continue
-        if zp.dtype != np.int8:
-            problems.append(f"{node.name}: {zp.dtype} quantization (TensorRT takes int8 only)")
-        if np.any(zp != 0):
-            problems.append(f"{node.name}: non-zero zero point (TensorRT takes symmetric quantization only)")
-        if scale.size > 1 and _axis(node) != 0:
-            problems.append(f"{node.name}: per-channel scales on axis {_axis(node)} (TensorRT wants axis 0)")
-    return problems
 
 
 def uint8_activations(model: onnx.ModelProto) -> onnx.ModelProto:

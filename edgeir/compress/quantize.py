@@ -21,12 +21,10 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-import onnx
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgeir.compress import int8_gate, layers
 from edgeir.compress.calibration import calibration_set
-from edgeir.compress.int8_onnx import tensorrt_problems
 from edgeir.compress.nncf_model import (
     ActivationRange,
     export_int8,
@@ -38,6 +36,8 @@ from edgeir.compress.onnx_denoiser import onnx_restorer
 from edgeir.compress.sensitivity import layer_sensitivity, suggest_keep_fp
 from edgeir.compress.stage import StageContext, StageOutput
 from edgeir.errors import ConfigError, QualityGateError
+from edgeir.export.profile import DimRange, image_profile
+from edgeir.export.readiness import check_tensorrt
 from edgeir.models.restorer import Restorer
 from edgeir.progress import progress_bar
 
@@ -97,7 +97,9 @@ def run(settings: QuantizeSettings, ctx: StageContext) -> StageOutput:
                                  settings.activation_range)
 
     path = export_int8(quantized, student, ctx.work_dir / ARTIFACT)
-    problems = tensorrt_problems(onnx.load(str(path)))
+    size = samples[0][0].shape[-1]
+    profile = image_profile(DimRange(min=1, opt=1, max=1), DimRange(min=size, opt=size, max=size))
+    problems = check_tensorrt(path, profile, student.config.multiple_of)
     config = student.config.model_copy(update={"provenance": {**student.config.provenance, "quantized": {
         "by": "edgeir.compress.quantize (NNCF post-training INT8)", "graph": ARTIFACT, "keep_fp": kept}}})
     model = onnx_restorer(config, path)
