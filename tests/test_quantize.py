@@ -62,7 +62,7 @@ def quantized(student, samples):
     graph = network_graph(student.denoiser.net, samples[0])
     keep = sorted({n for nodes in layers.resolve(graph, layers.DEFAULT_KEEP_FP).values() for n in nodes})
     return quantize_network(student.denoiser.net, samples, graph, keep, layers.timestep_only(graph),
-                            "performance", len(samples)), graph
+                            "performance", len(samples), "mean_minmax"), graph
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ deployment cannot use them:
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -23,6 +24,7 @@ import nncf
 import onnx
 import torch
 from nncf.common.graph import NNCFGraph, NNCFNode
+from nncf.common.logging import nncf_logger
 from nncf.common.quantization.quantizer_propagation.structs import QuantizationTrait
 from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
 from nncf.quantization.range_estimator import RangeEstimatorParametersSet
@@ -55,16 +57,22 @@ def network_graph(net: nn.Module, example: Sample) -> NNCFGraph:
 
 def quantize_network(net: nn.Module, samples: Sequence[Sample], graph: NNCFGraph, keep_fp: list[str],
                      float_outputs: set[str], preset: Preset, subset_size: int,
-                     activation_range: ActivationRange = "minmax") -> nn.Module:
+                     activation_range: ActivationRange) -> nn.Module:
     """A quantized copy of ``net`` calibrated on ``samples``. ``keep_fp`` are NNCF node names left entirely in
     FP; the outputs of the ops in ``float_outputs`` are not quantized even where a quantized op reads them."""
     # OverflowFix halves the first layers' weight range for old x86 int8 units; edge GPUs have no such issue.
     advanced = AdvancedQuantizationParameters(
         overflow_fix=OverflowFix.DISABLE,
         activations_range_estimator_params=getattr(RangeEstimatorParametersSet, activation_range.upper()))
-    quantized = nncf.quantize(net, nncf.Dataset(list(samples)), preset=nncf.QuantizationPreset(preset),
-                              subset_size=subset_size, ignored_scope=nncf.IgnoredScope(names=keep_fp),
-                              advanced_parameters=advanced)
+    device = next(net.parameters()).device
+    dataset = nncf.Dataset(list(samples), lambda sample: tuple(x.to(device) for x in sample))
+    level = nncf_logger.level
+    nncf_logger.setLevel(logging.WARNING)  # its INFO lines list every op it skips; our progress bars suffice
+    try:
+        quantized = nncf.quantize(net, dataset, preset=nncf.QuantizationPreset(preset), subset_size=subset_size,
+                                  ignored_scope=nncf.IgnoredScope(names=keep_fp), advanced_parameters=advanced)
+    finally:
+        nncf_logger.setLevel(level)
     storage = get_hook_storage(quantized)
     for hook, q in list(quantizers(quantized)):
         weight = weight_of(graph, hook)
