@@ -68,6 +68,7 @@ class QuantizeSettings(BaseModel):
 
 def _write_json(path: Path, data: dict) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.chmod(tmp, 0o644)
     with os.fdopen(fd, "w") as f:
         json.dump(data, f, indent=2, default=float)
     os.replace(tmp, path)
