@@ -123,7 +123,9 @@ def run(settings: QuantizeSettings, ctx: StageContext) -> StageOutput:
 def _sensitivity_report(settings: QuantizeSettings, ctx: StageContext, student: Restorer, quantized,
                         graph, samples, fp32_metrics: dict) -> dict:
     units = quantizers_by_layer(graph, quantized)
-    probe = samples[: max(4, len(student.steps()))]  # at least one sample per visited timestep
+    device = next(student.parameters()).device
+    # At least one sample per visited timestep.
+    probe = [tuple(x.to(device) for x in s) for s in samples[: max(4, len(student.steps()))]]
     with progress_bar("quantize: layer sensitivity", total=len(units)) as advance:
         ranking = layer_sensitivity(quantized, student.denoiser.net, units, probe, advance)
     simulated = Restorer(student.config, net=quantized).eval()
