@@ -211,7 +211,10 @@ def _save_stage(folder: Path, output: StageOutput, work: Path, record: dict) -> 
     staging = save_restorer(output.model, folder.with_name(f".{folder.name}.partial"))
     for rel in output.artifacts.values():
         (staging / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(work / rel, staging / rel)
+        if (work / rel).is_dir():
+            shutil.copytree(work / rel, staging / rel, dirs_exist_ok=True)
+        else:
+            shutil.copy2(work / rel, staging / rel)
     (staging / "stage.json").write_text(json.dumps(record, indent=2) + "\n")
     _replace_dir(staging, folder)
     shutil.rmtree(work, ignore_errors=True)
