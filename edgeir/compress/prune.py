@@ -29,6 +29,7 @@ from edgeir.compress.recover import RecoverySettings, recover
 from edgeir.compress.stage import StageContext, StageOutput
 from edgeir.errors import ConfigError
 from edgeir.load.checkpoint import load_restorer, save_restorer
+from edgeir.models.config import EdgeUNetSpec
 from edgeir.models.restorer import Restorer
 from edgeir.models.unet import Attention, EdgeUNet, UNetConfig
 from edgeir.train.data import PairStream
@@ -46,6 +47,8 @@ class PruneSettings(BaseModel):
     # Per-width ratios by name (``UNetConfig.width_layers``: "down.0", "up.1.0.conv1", "mid_attn.q", ...).
     layer_ratios: dict[str, float] = Field(default_factory=dict)
     importance: Criterion = "taylor"
+    # Kept counts are also multiples of this where the width allows: SIMD units and tensor cores want 8.
+    round_to: int = Field(8, ge=1)
     taylor_batches: int = Field(2, ge=1)  # batches of recovery.batch crops, each at every visited timestep
     recovery: RecoverySettings = Field(default_factory=RecoverySettings)
 
@@ -63,7 +66,7 @@ class Pruned:
     """What ``prune_network`` did, by group label (a width name, or the group's root layer path)."""
 
     widths: dict[str, tuple[int, int]] = field(default_factory=dict)  # before, after
-    adjusted: list[str] = field(default_factory=list)  # counts rounded to a multiple of groups/heads
+    adjusted: list[str] = field(default_factory=list)  # counts rounded to a multiple of groups/heads/round_to
     kept: dict[str, torch.Tensor] = field(default_factory=dict)  # layer path -> output channels it kept
 
 
@@ -83,7 +86,7 @@ def attention_heads(net: nn.Module) -> dict[nn.Module, int]:
         if isinstance(m, Attention):
             heads.update({m.q: m.active_heads, m.k: m.active_heads, m.v: m.active_heads})
         elif all(hasattr(m, a) for a in ("to_q", "to_k", "to_v", "heads")):
-            heads.update({m.to_q: m.heads, m.to_k: m.heads, m.to_v: m.heads})
+            heads.update({getattr(m, a): int(m.heads) for a in ("to_q", "to_k", "to_v")})
     return heads
 
 
@@ -113,23 +116,26 @@ def _channel_groups(dg: tp.DependencyGraph, net: nn.Module, names: Mapping[nn.Mo
             multiple = math.lcm(1, *(dep.target.module.num_groups for dep, _ in group
                                      if isinstance(dep.target.module, nn.GroupNorm)),
                                 *(heads[m] for m in outs if m in heads))
-            found = [names[m] for m in outs if m in names]
+            found = sorted(names[m] for m in outs if m in names)
             groups.append(_Group("/".join(found) or paths[root], found or [paths[root]], root,
                                  dg.get_out_channels(root), multiple))
     return groups
 
 
-def _kept(g: _Group, ratio: float) -> int:
-    """Channels left at ``ratio``, rounded to the nearest multiple that GroupNorm and attention heads allow."""
+def _kept(g: _Group, ratio: float, round_to: int) -> tuple[int, int]:
+    """Channels left at ``ratio`` and the multiple they were rounded to: the nearest multiple of ``round_to``
+    that GroupNorm and attention heads also allow, else of what those require."""
     if g.width % g.multiple:
-        return g.width  # no even split exists: leave it whole
+        return g.width, 1  # no even split exists: leave it whole
     exact = g.width * (1 - ratio)
-    kept = math.floor(exact / g.multiple + 0.5) * g.multiple
-    if kept < g.multiple:
-        raise ConfigError(f"prune: ratio {ratio:g} would leave {g.label} {exact:.1f} of its {g.width} channels, "
-                          f"but it needs a multiple of {g.multiple} (GroupNorm groups / attention heads); use a "
-                          f"ratio of at most {1 - g.multiple / g.width:.3g} there")
-    return kept
+    step = math.lcm(g.multiple, round_to)
+    for m in ((step, g.multiple) if g.width % step == 0 else (g.multiple,)):
+        kept = math.floor(exact / m + 0.5) * m
+        if kept:
+            return kept, m
+    raise ConfigError(f"prune: ratio {ratio:g} would leave {g.label} {exact:.1f} of its {g.width} channels, "
+                      f"but it needs a multiple of {g.multiple} (GroupNorm groups / attention heads); use a "
+                      f"ratio of at most {1 - g.multiple / g.width:.3g} there")
 
 
 def _fold_attention_scale(net: nn.Module, head_dims: dict[Attention, int]) -> None:
@@ -153,11 +159,13 @@ def _sync_width_attributes(net: nn.Module) -> None:
 
 
 def prune_network(net: nn.Module, example_inputs: tuple, ratio: float, layer_ratios: Mapping[str, float] = {},
-                  names: Mapping[nn.Module, str] = {}, importance: tp.importance.Importance | None = None
-                  ) -> Pruned:
+                  names: Mapping[nn.Module, str] = {}, importance: tp.importance.Importance | None = None,
+                  round_to: int = 1) -> Pruned:
     """Prune ``net`` in place: every channel group loses ``ratio`` of its channels (``layer_ratios`` by group
-    name overrides it), the least important first. ``names`` names the layers whose width a group is (groups
-    without one are named by their root layer's path). The output convolution is never pruned, nor any input."""
+    name overrides it), the least important first; kept counts are multiples of the group's GroupNorm groups
+    and attention heads (and of ``round_to`` where possible). ``names`` names the layers whose width a group is
+    (groups without one are named by their root layer's path). The output convolution's outputs are never
+    pruned, nor any network input."""
     importance = importance or scorer("magnitude")
     dg = tp.DependencyGraph().build_dependency(net, example_inputs=example_inputs)
     groups = _channel_groups(dg, net, names)
@@ -174,11 +182,10 @@ def prune_network(net: nn.Module, example_inputs: tuple, ratio: float, layer_rat
         if len(asked) > 1:
             raise ConfigError(f"prune: {' and '.join(g.names)} share their channels; give them one ratio")
         r = asked.pop() if asked else ratio
-        kept = _kept(g, r)
+        kept, step = _kept(g, r, round_to)
         result.widths[g.label] = (g.width, kept)
         if kept != math.floor(g.width * (1 - r) + 0.5) and kept != g.width:
-            result.adjusted.append(f"{g.label}: {g.width * (1 - r):.1f} -> {kept} channels (a multiple of "
-                                   f"{g.multiple})")
+            result.adjusted.append(f"{g.label}: {g.width * (1 - r):.1f} -> {kept} channels (a multiple of {step})")
         if kept == g.width:
             continue
         # Score all groups before removing any, as torch-pruning's own pruners do.
@@ -226,22 +233,20 @@ def prune_restorer(restorer: Restorer, settings: PruneSettings,
                    ) -> tuple[Restorer, Pruned]:
     """A pruned copy of ``restorer`` (EdgeUNet), rebuilt from its new config alone; Taylor importance needs
     ``pairs`` (clean target, condition batches)."""
-    _edge_unet(restorer)
-    work = Restorer(restorer.config, net=copy.deepcopy(restorer.denoiser.net)).eval()
-    net = work.denoiser.net
+    net = copy.deepcopy(_edge_unet(restorer))
+    work = Restorer(restorer.config, net=net).eval()
     if settings.importance == "taylor":
         if not pairs:
             raise ConfigError("prune: Taylor importance needs training images")
         taylor_gradients(work, pairs, seed)
-    layers = restorer.config.network.config.width_layers()
-    names = {net.get_submodule(layer): name for name, (layer, _) in layers.items()}
+    names = {net.get_submodule(layer): name for name, (layer, _) in net.config.width_layers().items()}
     example = _example_inputs(restorer)
-    pruned = prune_network(net, example, settings.ratio, settings.layer_ratios, names, scorer(settings.importance))
+    pruned = prune_network(net, example, settings.ratio, settings.layer_ratios, names, scorer(settings.importance),
+                           settings.round_to)
     net.zero_grad(set_to_none=True)
 
-    spec = restorer.config.network
-    unet_cfg = UNetConfig.model_validate({**spec.config.model_dump(), "widths": net.widths()})
-    config = restorer.config.model_copy(update={"network": spec.model_copy(update={"config": unet_cfg})})
+    unet_cfg = UNetConfig.model_validate({**net.config.model_dump(), "widths": net.widths()})
+    config = restorer.config.model_copy(update={"network": EdgeUNetSpec(config=unet_cfg)})
     out = Restorer(config).eval()
     out.denoiser.net.load_state_dict(net.state_dict())
     probe = _example_inputs(restorer, batch=2)

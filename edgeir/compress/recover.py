@@ -8,6 +8,7 @@ slice of each; the student, wrapped by ``ddp.wrap``, averages the gradients.
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Callable, Iterable, Iterator
 
 import torch
@@ -17,7 +18,7 @@ from torch import nn
 
 from edgeir.compress import ddp
 from edgeir.models.restorer import Restorer
-from edgeir.train.teacher import lr_at
+from edgeir.train.teacher import ema_update, lr_at
 
 
 class RecoverySettings(BaseModel):
@@ -26,7 +27,10 @@ class RecoverySettings(BaseModel):
     steps: int = Field(400, ge=0)  # 0: no recovery
     batch: int = Field(8, ge=1)
     patch: int = Field(96, ge=16)  # training crop at output resolution
-    lr: float = Field(2e-4, gt=0)
+    lr: float = Field(5e-4, gt=0)  # peak; warmup over the first 5%, then cosine decay to 10%
+    # The result is this exponential moving average of the weights (0: the last weights): a 4-step sampler
+    # amplifies the last steps' weight noise.
+    ema: float = Field(0.99, ge=0, lt=1)
     # Weight of feature distillation (each ResBlock's output vs the unpruned model's kept channels); 0: off.
     feature_weight: float = Field(0.0, ge=0)
 
@@ -57,22 +61,25 @@ def recover(student: nn.Module, teacher: Restorer, pairs: Iterable[tuple[torch.T
             settings: RecoverySettings, features: dict[str, torch.Tensor] | None = None, seed: int = 0,
             progress: Callable | None = None) -> list[float]:
     """Fine-tune ``student`` (a pruned ``Denoiser``, or one wrapped by ``ddp.wrap``) towards ``teacher`` (the
-    unpruned restorer) for ``settings.steps`` steps; returns this process's losses.
+    unpruned restorer) for ``settings.steps`` steps, ending with the weights' moving average; returns this
+    process's losses.
 
     ``pairs`` yields global (clean target, condition) batches, the same on every process; each sample is noised
     to a timestep the teacher's sampler visits. ``features`` maps a module path inside the network to the
     indices of the teacher's channels that the pruned module kept; their outputs are matched too, scaled by
     ``settings.feature_weight``. ``progress`` is an ``edgeir.progress.progress_bar``-like factory, or None."""
-    inner = getattr(student, "module", student)  # DDP keeps the model in .module
+    inner: nn.Module = getattr(student, "module", student)  # DDP keeps the model in .module
     device = next(inner.parameters()).device
     ab = torch.tensor(teacher.alphas_cumprod, dtype=torch.float32)
     visited = torch.tensor(teacher.config.timesteps(), dtype=torch.long)
     weight = teacher.config.task.loss_weight
     g = torch.Generator().manual_seed(seed)
     features = features if settings.feature_weight > 0 else None
-    s_mods = {k: inner.net.get_submodule(k) for k in features or {}}
+    net: nn.Module = inner.get_submodule("net")
+    s_mods = {k: net.get_submodule(k) for k in features or {}}
     t_mods = {k: teacher.denoiser.net.get_submodule(k) for k in features or {}}
     opt = torch.optim.AdamW(inner.parameters(), lr=settings.lr, weight_decay=0.0)
+    ema = copy.deepcopy(inner).requires_grad_(False)
     teacher.eval()
     student.train()
     losses: list[float] = []
@@ -99,7 +106,10 @@ def recover(student: nn.Module, teacher: Restorer, pairs: Iterable[tuple[torch.T
             loss.backward()
             torch.nn.utils.clip_grad_norm_(inner.parameters(), 1.0)
             opt.step()
+            ema_update(ema, inner, min(settings.ema, (1 + step) / (10 + step)))
             losses.append(loss.item())
             advance(1)
+    if settings.steps:
+        inner.load_state_dict(ema.state_dict())
     student.eval()
     return losses
