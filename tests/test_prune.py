@@ -188,7 +188,7 @@ def test_diffusers_unet2d_prunes_with_attention_and_keeps_io_shapes():
 
 
 @pytest.mark.slow
-def test_stage_prunes_recovers_saves_and_resumes(tmp_path):
+def test_stage_prunes_and_recovers_towards_the_unpruned_model(tmp_path):
     teacher = small()
     rng = np.random.default_rng(0)
     images = [rng.random((32, 32, 3), dtype=np.float32) for _ in range(3)]
@@ -196,10 +196,10 @@ def test_stage_prunes_recovers_saves_and_resumes(tmp_path):
     settings = PruneSettings(ratio=0.5, taylor_batches=1,
                              recovery=RecoverySettings(steps=0, batch=4, patch=16, lr=2e-3, feature_weight=0.1))
     unrecovered = run(settings, ctx).model
-    ctx.work_dir = tmp_path / "recovered"
     out = run(settings.model_copy(update={"recovery": settings.recovery.model_copy(update={"steps": 40})}), ctx)
-    assert out.info["params"][1] < out.info["params"][0] / 2 and out.info["macs_256x256"][1] < \
-        out.info["macs_256x256"][0] / 2
+    assert out.info["params"][1] < out.info["params"][0] / 2
+    assert out.info["macs_256x256"][1] < out.info["macs_256x256"][0] / 2
+    assert out.model.config.provenance["pruned_by"]["settings"]["ratio"] == 0.5
     x, t, c = inputs((16, 16))
     with torch.no_grad():
         goal = teacher.denoiser(x, t, c)
@@ -208,11 +208,8 @@ def test_stage_prunes_recovers_saves_and_resumes(tmp_path):
             return (m.denoiser(x, t, c) - goal).pow(2).mean().item()
 
         assert gap(out.model) < 0.7 * gap(unrecovered)
-    saved = load_restorer(tmp_path / "recovered" / "model")
-    assert saved.config.provenance["prune"]["settings"]["ratio"] == 0.5
-    again = run(settings.model_copy(update={"recovery": settings.recovery.model_copy(update={"steps": 40})}), ctx)
-    with torch.no_grad():  # resumed from the folder, not pruned again
-        assert torch.equal(again.model.denoiser(x, t, c), out.model.denoiser(x, t, c))
+    save_restorer(out.model, tmp_path / "m")  # what the pipeline does with a stage's output
+    assert load_restorer(tmp_path / "m").config == out.model.config
 
 
 def _recover_on_rank(rank: int, port: int, folder: str) -> None:

@@ -10,7 +10,6 @@ attention heads, so both keep their structure) and the importance criterion deci
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,13 +27,11 @@ from edgeir.compress.importance import Criterion, scorer, taylor_gradients
 from edgeir.compress.recover import RecoverySettings, recover
 from edgeir.compress.stage import StageContext, StageOutput
 from edgeir.errors import ConfigError
-from edgeir.load.checkpoint import load_restorer, save_restorer
 from edgeir.models.config import EdgeUNetSpec
 from edgeir.models.restorer import Restorer
 from edgeir.models.unet import Attention, EdgeUNet, UNetConfig
 from edgeir.train.data import PairStream
 
-MODEL = "model"  # the stage's output folder inside work_dir
 DISTRIBUTED = True  # the pipeline runs this stage on every torchrun process
 LAYERS = (nn.Conv2d, nn.Linear)  # the layers whose output channels pruning removes
 
@@ -262,26 +259,12 @@ def feature_points(net: nn.Module, kept: dict[str, torch.Tensor]) -> dict[str, t
             for path, m in net.named_modules() if isinstance(getattr(m, "conv2", None), nn.Conv2d)}
 
 
-def _fingerprint(settings: PruneSettings, source: Restorer) -> str:
-    h = hashlib.sha256(settings.model_dump_json().encode() + source.config.model_dump_json().encode())
-    for v in source.denoiser.net.state_dict().values():
-        h.update(v.detach().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
 def run(settings: PruneSettings, ctx: StageContext) -> StageOutput:
     source = ctx.student.to(ctx.device).eval()
     _edge_unet(source)
     rec = settings.recovery
     if rec.batch % ddp.world_size():
         raise ConfigError(f"prune.recovery.batch: {rec.batch} does not split over {ddp.world_size()} processes")
-    fingerprint = _fingerprint(settings, source)
-    folder = ctx.work_dir / MODEL
-    if (folder / "config.json").exists():  # a rerun resumes from a finished stage with the same inputs
-        done = load_restorer(folder, device=ctx.device)
-        if done.config.provenance.get("prune", {}).get("fingerprint") == fingerprint:
-            return StageOutput(done, {"model": MODEL}, done.config.provenance["prune"]["info"])
-
     # Every process draws the same global batches and trains on its own slice of them.
     stream = PairStream(ctx.train_images, source.config, rec.patch, ctx.seed)
     if not stream.images:
@@ -297,10 +280,7 @@ def run(settings: PruneSettings, ctx: StageContext) -> StageOutput:
             "params": [params(source), params(model)],
             "macs_256x256": [macs(source, 256, 256), macs(model, 256, 256)],
             "recovery_loss": [losses[0], sum(losses[-20:]) / len(losses[-20:])] if losses else None}
-    provenance = {**source.config.provenance, "prune": {"fingerprint": fingerprint, "settings":
-                                                        settings.model_dump(), "info": info}}
+    provenance = {**source.config.provenance, "pruned_by": {"stage": "edgeir.compress.prune",
+                                                            "settings": settings.model_dump(mode="json")}}
     model.config = model.config.model_copy(update={"provenance": provenance})
-    if ddp.is_main():
-        save_restorer(model, folder)
-    ddp.barrier()
-    return StageOutput(model.eval(), {"model": MODEL}, info)
+    return StageOutput(model.eval(), info=info)
