@@ -79,7 +79,7 @@ def test_progressive_distillation_halves_the_steps_round_by_round(tiny_restorer,
                         lr=2e-3)
     out = distill.run(s, context(tiny_restorer, tmp_path))
     assert out.info["rounds"] == ["4->2", "2->1"] and out.model.config.sampler.timesteps == [999]
-    two = load_restorer(tmp_path / "work" / "round-2")
+    two = load_restorer(next(p for p in (tmp_path / "work").glob("round-2-*") if p.is_dir()))
     assert two.config.sampler.timesteps == spaced_timesteps(1000, 4)[0::2] == [999, 499]
     before = gap(tiny_restorer, tiny_restorer, 4, tiny_restorer.steps(1))
     assert gap(out.model, tiny_restorer, 4) < before

@@ -16,11 +16,13 @@ batch from ``(seed, iteration)`` so a resumed run sees the batches an uninterrup
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -57,9 +59,10 @@ class DistillSettings(BaseModel):
     patch: int = Field(128, ge=16)
     pairs: int = Field(256, ge=1)  # direct: how many teacher outputs to regress
     lr: float = Field(1e-4, gt=0, le=1)
-    # Extra weight on the error in the finest band (what a 3x3 box blur removes). That band carries the
-    # texture a diffusion restorer exists for but almost none of the plain MSE, so without it a few-step
-    # student keeps the teacher's structure and loses its detail.
+    # Weight of a phase-blind detail term: the local RMS of the finest band (what a 3x3 box blur removes) must
+    # match the teacher's. That band carries the texture a diffusion restorer exists for but almost none of
+    # the MSE, and where a few-step student cannot tell which texture the teacher would draw, MSE alone makes
+    # it draw none (the blurry mean); this term makes it draw texture of the right strength.
     detail_weight: float = Field(0.0, ge=0)
     ema: float = Field(0.99, ge=0, lt=1)
     save_every: int = Field(50, ge=1)  # checkpoint interval, in iterations
@@ -107,6 +110,12 @@ def with_timesteps(model: Restorer, timesteps: list[int], provenance: dict) -> R
     return student
 
 
+def _key(s: DistillSettings) -> str:
+    """Names checkpoints by the settings that made them, so a work folder never resumes another run's."""
+    own = s.model_dump(mode="json", include=set(DistillSettings.model_fields))
+    return hashlib.sha256(json.dumps(own, sort_keys=True).encode()).hexdigest()[:8]
+
+
 def _rng(ctx: StageContext, *keys: int) -> np.random.Generator:
     return np.random.default_rng([ctx.seed, *keys])
 
@@ -130,7 +139,7 @@ def _direct(s: DistillSettings, ctx: StageContext, images: list[np.ndarray]) -> 
         c, z, y = (a[idx].to(ctx.device) for a in (cond, noise, target))
         return _loss(view.sample(c, z, steps), y, weight(c), s.detail_weight)
 
-    student = _fit(student, loss, s, ctx, ctx.work_dir / f"direct-{s.steps}.state",
+    student = _fit(student, loss, s, ctx, ctx.work_dir / f"direct-{s.steps}-{_key(s)}.state",
                    f"distill direct -> {s.steps}")
     return student, {"method": "direct", "timesteps": ts, "teacher_steps": n_teacher, "pairs": s.pairs}
 
@@ -186,7 +195,7 @@ def _progressive(s: DistillSettings, ctx: StageContext, images: list[np.ndarray]
     rounds = []
     while len(ts) > s.steps:
         student_ts = ts[0::2]
-        folder = ctx.work_dir / f"round-{len(student_ts)}"
+        folder = ctx.work_dir / f"round-{len(student_ts)}-{_key(s)}"
         if folder.exists():
             student = load_restorer(folder, device=ctx.device)
         else:
@@ -237,7 +246,7 @@ def _round(teacher: Restorer, teacher_ts: list[int], student: Restorer, s: Disti
             goal = (x - st.c_x * x_t) / st.c_x0
         return _loss(view.x0(x_t, st, cond), goal, weight(cond), s.detail_weight)
 
-    return _fit(student, loss, s, ctx, ctx.work_dir / f"round-{n_round}.state",
+    return _fit(student, loss, s, ctx, ctx.work_dir / f"round-{n_round}-{_key(s)}.state",
                 f"distill {len(teacher_ts)} -> {n_round}")
 
 
@@ -246,11 +255,17 @@ def fine_band(x: torch.Tensor) -> torch.Tensor:
     return x - F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
 
 
+def band_rms(x: torch.Tensor, window: int = 8) -> torch.Tensor:
+    """Local strength of the finest band: its RMS over ``window`` x ``window`` tiles (blind to phase)."""
+    return (F.avg_pool2d(fine_band(x) ** 2, window) + 1e-8).sqrt()
+
+
 def _loss(pred: torch.Tensor, goal: torch.Tensor, weight, detail_weight: float) -> torch.Tensor:
-    err = (pred - goal) ** 2
+    loss = (weight * (pred - goal) ** 2).mean()
     if detail_weight:
-        err = err + detail_weight * (fine_band(pred) - fine_band(goal)) ** 2
-    return (weight * err).mean()
+        w = weight if isinstance(weight, float) else F.avg_pool2d(weight.expand_as(pred), 8)
+        loss = loss + detail_weight * (w * (band_rms(pred) - band_rms(goal)) ** 2).mean()
+    return loss
 
 
 # ---- the training loop both methods share ------------------------------------------------------------
@@ -296,16 +311,21 @@ def _fit(student: Restorer, loss: Callable[[Restorer, int], torch.Tensor], s: Di
     return ema
 
 
+def _no_advance(n: int = 1) -> None:
+    pass
+
+
 @contextmanager
 def _quiet() -> Iterator[Callable[[int], None]]:
-    yield lambda n=1: None
+    yield _no_advance
 
 
 def _progress(ctx: StageContext, label: str, total: int, completed: int = 0):
-    """The pipeline's progress bar on the main process; nothing elsewhere."""
+    """The pipeline's progress bar (``edgeir.progress.progress_bar``) on the main process; nothing elsewhere."""
     if ctx.progress is None or not ddp.is_main():
         return _quiet()
-    return ctx.progress(label, total, completed)
+    show: Callable[..., Any] = ctx.progress
+    return show(label, total, completed)
 
 
 def _atomic(path: Path, write: Callable[[Path], None]) -> None:

@@ -161,7 +161,8 @@ def _reference(teacher: Restorer, cases: Cases, seed: int, folder: Path, key: st
         else:
             metrics, outputs = measure_model(teacher, cases, seed, label="eval teacher")
             tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".teacher."))
-            np.savez(tmp / "outputs.npz", **{f"image{i}": o for i, o in enumerate(outputs)})
+            arrays = {f"image{i}": o for i, o in enumerate(outputs)}
+            np.savez(tmp / "outputs.npz", **arrays)  # type: ignore[arg-type]  # numpy's stub reads ** as flags
             (tmp / "metrics.json").write_text(json.dumps({"fingerprint": key, "metrics": metrics}, indent=2))
             _replace_dir(tmp, folder)
         result = (outputs, metrics)
