@@ -9,7 +9,6 @@ noise of each stochastic step in order (the bundle manifest's contract). Output 
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from torch import nn
 
 from edgeir.diffusion.sample import sample
 from edgeir.diffusion.steps import Step
+from edgeir.export.unet import onnx_export
 from edgeir.models.restorer import Restorer
 
 INPUTS = ("condition", "noise")
@@ -56,12 +56,7 @@ def export_sampler(restorer: Restorer, path: str | Path, opset: int = 17, steps:
     p = next(restorer.parameters())
     args = (torch.rand(2, restorer.task.cond_channels, h, w, device=p.device) * 2 - 1,
             torch.randn(2, noise_channels(graph.steps), h, w, device=p.device))
-    dyn = {name: {0: "batch", 2: "height", 3: "width"} for name in (*INPUTS, OUTPUT)}
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(graph, args, str(path), input_names=list(INPUTS), output_names=[OUTPUT],
-                          dynamic_axes=dyn, opset_version=opset, dynamo=False)
-    return path
+    return onnx_export(graph, args, path, INPUTS, OUTPUT, opset)
 
 
 def sampler_feeds(restorer: Restorer, condition: np.ndarray, rng: np.random.Generator,

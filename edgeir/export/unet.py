@@ -29,13 +29,21 @@ def export_unet(restorer: Restorer, path: str | Path, opset: int = 17, size: tup
     p = next(net.parameters())
     args = (torch.randn(2, 3, h, w, device=p.device), torch.tensor([500.0, 20.0], device=p.device),
             torch.randn(2, cfg.task.cond_channels, h, w, device=p.device))
-    dyn = {"x_t": {0: "batch", 2: "height", 3: "width"}, "t": {0: "batch"},
-           "condition": {0: "batch", 2: "height", 3: "width"}, OUTPUT: {0: "batch", 2: "height", 3: "width"}}
+    return onnx_export(net, args, path, INPUTS, OUTPUT, opset)
+
+
+def onnx_export(module: torch.nn.Module, args: tuple, path: str | Path, inputs: tuple[str, ...], output: str,
+                opset: int) -> Path:
+    """The TorchScript-based exporter with dynamic batch (and height/width for 4-D tensors): it keeps them
+    dynamic from a batch-2 example, where the dynamo exporter specialises batch-1 examples."""
+    dyn = {name: ({0: "batch", 2: "height", 3: "width"} if a.dim() == 4 else {0: "batch"})
+           for name, a in zip(inputs, args)}
+    dyn[output] = {0: "batch", 2: "height", 3: "width"}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, args, str(path), input_names=list(INPUTS), output_names=[OUTPUT],
+        torch.onnx.export(module, args, str(path), input_names=list(inputs), output_names=[output],
                           dynamic_axes=dyn, opset_version=opset, dynamo=False)
-    return path
+    return Path(path)
 
 
 def unet_feeds(restorer: Restorer, condition: np.ndarray, rng: np.random.Generator,
