@@ -198,6 +198,9 @@ def compress_cmd(model, recipe, out, resume, device, as_json):
             print_json(report) if as_json else report_table(report, out)
         raise
     if ddp.is_main():
+        from edgeir.report.build import build_report
+
+        build_report(out)  # report.md, grid.png, pareto.png beside report.json
         print_json(report) if as_json else report_table(report, out)
 
 

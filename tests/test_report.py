@@ -43,3 +43,15 @@ def test_report_tables_every_stage_with_the_run_s_own_numbers(tmp_path):
 def test_report_command_on_a_folder_without_a_run(tmp_path):
     res = CliRunner().invoke(main, ["report", str(tmp_path)])
     assert res.exit_code == 2 and "no report.json" in res.stderr
+
+
+def test_compress_command_writes_the_report_too(tmp_path):
+    import yaml
+
+    _, raw = setup_run(tmp_path, stages=[{"kind": "distill", "method": "direct", "steps": 1, "iterations": 2,
+                                          "batch": 2, "patch": 16, "pairs": 4, "lr": 1e-3}])
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
+    res = CliRunner().invoke(main, ["compress", "--recipe", str(tmp_path / "r.yaml"), "-o", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    for name in ("report.md", "grid.png", "pareto.png"):
+        assert (tmp_path / "o" / name).stat().st_size > 0
