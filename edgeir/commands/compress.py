@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -34,7 +35,7 @@ def report_table(report: dict, out: str | Path, console: Console | None = None) 
     table = Table(title=f"edgeir compress: {report['recipe']['name']} ({report['status']})")
     for col in ("model", "steps", "params", "GMAC/img", "ms/img", "PSNR", "SSIM", "HaarPSI", "detail",
                 "PSNR vs teacher", "gates"):
-        table.add_column(col, justify="left" if col in ("model", "gates") else "right")
+        table.add_column(col, justify="left" if col in ("model", "gates") else "right", no_wrap=True)
 
     def row(label: str, m: dict, gates: str) -> list[str]:
         return [label, str(m["steps"]), f"{m['params'] / 1e6:.2f}M", f"{m['macs'] / 1e9:.1f}",
@@ -51,7 +52,8 @@ def report_table(report: dict, out: str | Path, console: Console | None = None) 
         table.add_row(*row(label, s["metrics"], verdict), style="red" if failed else None)
         verdicts += [f"{s['stage']} gate {g['gate']} {g['limit']:g}: {_num(g['value'], '.4g')} "
                      f"({'pass' if g['passed'] else 'FAIL'})" for g in s["gates"]]
-    console = console or Console()
+    # Logs and pipes get the whole table rather than an 80-column squeeze.
+    console = console or Console(width=None if sys.stdout.isatty() else 130)
     console.print(table)
     for line in verdicts:
         console.print(line, highlight=False)

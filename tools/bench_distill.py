@@ -1,0 +1,155 @@
+"""Step distillation of the shipped sr4x teacher, in one run on one machine: the teacher's DDIM sampler at
+50 / 8 / 4 / 1 steps (no distillation) against students distilled to 4 / 2 / 1 steps.
+
+    nice python tools/bench_distill.py                     # the run to record in docs/BENCHMARKS.md
+    python tools/bench_distill.py --students 2:5:1e-4,1:5:1e-4 --pairs 4 --eval-size 64   # a smoke run
+
+Every model is measured by the pipeline's own ``edgeir.compress.gates.measure_model`` on the built-in
+held-out photographs: PSNR/SSIM (Y), HaarPSI and detail against ground truth, PSNR against the 50-step
+teacher's output from the same noise. Latency is the median wall time of one whole restoration (torch, one
+thread, this CPU), all models timed in the same interleaved rounds.
+The students are trained by the distill stage itself (``edgeir.compress.distill.run``, direct method); they
+share one set of 50-step teacher outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from edgeir.compress import distill
+from edgeir.compress.distill import DistillSettings, with_timesteps
+from edgeir.compress.gates import measure_model
+from edgeir.compress.stage import StageContext
+from edgeir.data.builtin import builtin_images
+from edgeir.diffusion.schedules import spaced_timesteps
+from edgeir.evaluate import degrade_set
+from edgeir.load import load_restorer
+from edgeir.progress import progress_bar
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--teacher", default="sr4x")
+    ap.add_argument("--eval-size", type=int, default=128, help="centre crop of each held-out image")
+    ap.add_argument("--students", default="4:60:1e-4,2:150:1e-4,1:400:2e-4",
+                    help="steps:iterations:lr of each student")
+    ap.add_argument("--pairs", type=int, default=64, help="50-step teacher outputs to regress")
+    ap.add_argument("--patch", type=int, default=128, help="training crops (the teacher's training size)")
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--detail-weight", type=float, default=30.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--latency-runs", type=int, default=5, help="timed restorations per model (median)")
+    ap.add_argument("--work", type=Path, help="keep the teacher outputs and checkpoints here (resumable)")
+    ap.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    args = ap.parse_args()
+
+    start = time.time()
+    teacher = load_restorer(args.teacher).eval()
+    n_teacher = len(teacher.steps())
+    T = teacher.config.schedule.num_train_timesteps
+    cases = degrade_set(teacher.config.task, builtin_images("heldout"), args.eval_size, args.seed)
+    rows, models = [], []
+    ref_metrics, reference = measure_model(teacher, cases, args.seed, label=f"DDIM {n_teacher}")
+    rows.append((f"teacher, DDIM {n_teacher}", {**ref_metrics, "psnr_vs_teacher": None}))
+    models.append(teacher)
+    for k in (8, 4, 1):
+        model = with_timesteps(teacher, spaced_timesteps(T, k), {})
+        m, _ = measure_model(model, cases, args.seed, reference, label=f"DDIM {k}")
+        rows.append((f"teacher, DDIM {k}", m))
+        models.append(model)
+
+    images = [im for _, im in builtin_images("train")]
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        minutes = {}
+        for spec in args.students.split(","):
+            k, iterations, lr = int(spec.split(":")[0]), int(spec.split(":")[1]), float(spec.split(":")[2])
+            s = DistillSettings(method="direct", steps=k, iterations=iterations, batch=args.batch,
+                                patch=args.patch, pairs=args.pairs, lr=lr, detail_weight=args.detail_weight)
+            ctx = StageContext(teacher=teacher, student=teacher, train_images=images, eval_cases=cases,
+                               work_dir=work, seed=args.seed, progress=progress_bar)
+            t0 = time.time()
+            student = distill.run(s, ctx).model
+            minutes[k] = (time.time() - t0) / 60
+            m, _ = measure_model(student, cases, args.seed, reference, label=f"distilled {k}")
+            rows.append((f"distilled, {k} step{'s' if k > 1 else ''}", m))
+            models.append(student)
+
+    # Shared cores make single timings swing several-fold, so every model is timed in the same rounds.
+    for (name, m), ms in zip(rows, interleaved_latency(models, cases[0][2], args.latency_runs)):
+        m["latency_ms"] = ms
+
+    table = Table(title=f"{args.teacher}: step distillation, {len(cases)} held-out images at "
+                        f"{args.eval_size}x{args.eval_size} ({platform.processor() or platform.machine()}, "
+                        f"{torch.get_num_threads()} torch threads)")
+    for col in ("sampler", "UNet evals", "PSNR", "SSIM", "HaarPSI", "detail", "PSNR vs teacher-50",
+                "ms/image (1 thread)"):
+        table.add_column(col, justify="left" if col == "sampler" else "right")
+    for name, m in rows:
+        vs = m.get("psnr_vs_teacher")
+        table.add_row(name, str(m["steps"]), f"{m['psnr']:.2f}", f"{m['ssim']:.4f}", f"{m['haarpsi']:.4f}",
+                      f"{m['detail']:.3f}", "-" if vs is None else f"{vs:.2f}", f"{m['latency_ms']:.0f}")
+    console = Console(width=120)
+    console.print(table)
+    console.print(f"settings: {vars(args)}; training minutes per student: "
+                  f"{ {k: round(v, 1) for k, v in minutes.items()} }; total {(time.time() - start) / 60:.1f} min",
+                  highlight=False)
+    goals = _goals(dict(rows), n_teacher)
+    for line in goals:
+        console.print(line, highlight=False)
+    if args.json:
+        args.json.write_text(json.dumps({"rows": dict(rows), "goals": goals, "args": vars(args)}, indent=2,
+                                        default=str))
+
+
+def interleaved_latency(models: list, degraded, runs: int) -> list[float]:
+    """Median milliseconds of one whole restoration per model, single-threaded, timed round-robin after a
+    warm-up so that every model meets the same competition for the CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    times: list[list[float]] = [[] for _ in models]
+    try:
+        for model in models:
+            model.restore(degraded, seed=0)
+        for _ in range(runs):
+            for i, model in enumerate(models):
+                start = time.perf_counter()
+                model.restore(degraded, seed=0)
+                times[i].append(1000 * (time.perf_counter() - start))
+    finally:
+        torch.set_num_threads(threads)
+    return [statistics.median(t) for t in times]
+
+
+def _goals(rows: dict, n_teacher: int) -> list[str]:
+    """The issue's goals for the 1-step student, each with its verdict."""
+    one = rows.get("distilled, 1 step")
+    if one is None:
+        return []
+    teacher, ddim4 = rows[f"teacher, DDIM {n_teacher}"], rows["teacher, DDIM 4"]
+    checks = [
+        ("PSNR vs teacher >= undistilled DDIM 4", one["psnr_vs_teacher"], ddim4["psnr_vs_teacher"],
+         one["psnr_vs_teacher"] >= ddim4["psnr_vs_teacher"]),
+        ("detail >= 90% of the teacher's", one["detail"] / teacher["detail"], 0.9,
+         one["detail"] >= 0.9 * teacher["detail"]),
+        ("PSNR at most 0.3 dB below the teacher's", one["psnr"] - teacher["psnr"], -0.3,
+         one["psnr"] >= teacher["psnr"] - 0.3),
+    ]
+    return [f"goal: 1-step student {name}: {value:.3f} vs {limit:.3f} -> {'MET' if ok else 'NOT met'}"
+            for name, value, limit, ok in checks]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
