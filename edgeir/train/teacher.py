@@ -51,7 +51,8 @@ def train_teacher(config: RestorerConfig, out: Path, work: Path, iters: int, bat
     if init is not None:  # fine-tune a trained model instead of starting from scratch
         start_from = load_restorer(init)
         model.load_state_dict(start_from.state_dict())
-        history = start_from.config.provenance.get("history", []) + [start_from.config.provenance]
+        prior = dict(start_from.config.provenance)
+        history = prior.pop("history", []) + [prior]
     model = model.to(device)
     ema = copy.deepcopy(model).eval()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
