@@ -18,6 +18,17 @@ def tiny_config(task=None, **unet) -> RestorerConfig:
                           sampler=SamplerConfig(steps=4))
 
 
+def tiny_diffusers_unet(seed: int = 0):
+    """A diffusers UNet2DModel with attention and both resamplers, on concat(x_t, a 3-channel condition)."""
+    import diffusers
+
+    torch.manual_seed(seed)
+    return diffusers.UNet2DModel(sample_size=16, in_channels=6, out_channels=3, block_out_channels=(16, 32),
+                                 layers_per_block=1, norm_num_groups=4, attention_head_dim=8,
+                                 down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+                                 up_block_types=("AttnUpBlock2D", "UpBlock2D"))
+
+
 @pytest.fixture
 def tiny_restorer() -> Restorer:
     torch.manual_seed(0)

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_diffusers_unet
 from safetensors.torch import load_file, save_file
 
 from edgeir.compress.cost import macs, params
@@ -158,14 +159,10 @@ def test_taylor_importance_follows_the_denoising_loss_at_the_visited_timesteps()
 
 
 def test_diffusers_unet2d_prunes_with_attention_and_keeps_io_shapes():
-    diffusers = pytest.importorskip("diffusers")
+    pytest.importorskip("diffusers")
     from edgeir.load.diffusers import DiffusersUNet
 
-    torch.manual_seed(0)
-    unet = diffusers.UNet2DModel(sample_size=16, in_channels=6, out_channels=3, block_out_channels=(16, 32),
-                                 layers_per_block=1, norm_num_groups=4, attention_head_dim=8,
-                                 down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-                                 up_block_types=("AttnUpBlock2D", "UpBlock2D"))
+    unet = tiny_diffusers_unet()
     net = DiffusersUNet(unet).eval()
     before = sum(p.numel() for p in net.parameters())
     res = prune_network(net, inputs((16, 16), batch=1), 0.5)
@@ -179,12 +176,30 @@ def test_diffusers_unet2d_prunes_with_attention_and_keeps_io_shapes():
             x, t, c = inputs(size)
             out = net(x, t, c)
             assert out.shape == (2, 3, *size) and torch.isfinite(out).all()
-    # the stage itself refuses: diffusers' config cannot describe per-layer widths, so saving would break
-    with pytest.raises(ConfigError, match="edge_unet"):
-        prune_restorer(Restorer(RestorerConfig.model_validate({"task": {"name": "sr", "scale": 2},
-                                                                 "network": {"type": "diffusers_unet2d",
-                                                                             "config": dict(unet.config)}})),
-                       PruneSettings())
+
+
+def test_diffusers_attention_pruning_keeps_the_kept_channels_exact():
+    """As for our attention: diffusers' SDPA processor scales logits by the current head width, so pruning
+    exactly the zeroed head dimensions changes nothing only if the scale change is folded into to_q."""
+    pytest.importorskip("diffusers")
+    from edgeir.load.diffusers import DiffusersUNet
+
+    unet = tiny_diffusers_unet()
+    net = DiffusersUNet(unet).eval()
+    attn = unet.down_blocks[1].attentions[0]  # 4 heads of 8 dimensions
+    gone = [h * 8 + d for h in range(4) for d in (1, 5)]
+    with torch.no_grad():
+        for lin in (attn.to_q, attn.to_k, attn.to_v):
+            lin.weight[gone] = 0
+            lin.bias[gone] = 0
+        attn.to_out[0].weight[:, gone] = 0
+        before = net(*inputs((16, 16)))
+    group = "unet.down_blocks.1.attentions.0.to_v"
+    res = prune_network(net, inputs((16, 16)), 0.0, {group: 0.25})
+    assert attn.to_q.out_features == attn.to_k.out_features == attn.to_v.out_features == 24 and attn.heads == 4
+    assert {k: v for k, v in res.widths.items() if v[0] != v[1]} == {group: (32, 24)}
+    with torch.no_grad():
+        assert torch.allclose(net(*inputs((16, 16))), before, atol=1e-5)
 
 
 @pytest.mark.slow

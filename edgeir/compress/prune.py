@@ -27,7 +27,9 @@ from edgeir.compress.importance import Criterion, scorer, taylor_gradients
 from edgeir.compress.recover import RecoverySettings, recover
 from edgeir.compress.stage import StageContext, StageOutput
 from edgeir.errors import ConfigError
-from edgeir.models.config import EdgeUNetSpec
+from edgeir.load.diffusers import DiffusersUNet
+from edgeir.models import resize
+from edgeir.models.config import DiffusersUNetSpec, EdgeUNetSpec
 from edgeir.models.restorer import Restorer
 from edgeir.models.unet import Attention, EdgeUNet, UNetConfig
 from edgeir.train.data import PairStream
@@ -41,7 +43,8 @@ class PruneSettings(BaseModel):
 
     kind: Literal["prune"] = "prune"
     ratio: float = Field(0.3, ge=0, lt=1)  # fraction of every width's channels to remove (0: layer_ratios only)
-    # Per-width ratios by name (``UNetConfig.width_layers``: "down.0", "up.1.0.conv1", "mid_attn.q", ...).
+    # Per-width ratios by name (``UNetConfig.width_layers``: "down.0", "up.1.0.conv1", "mid_attn.q", ...; for a
+    # diffusers UNet the group's root layer path: "unet.conv_in", "unet.down_blocks.0.resnets.0.conv1", ...).
     layer_ratios: dict[str, float] = Field(default_factory=dict)
     importance: Criterion = "taylor"
     # Kept counts are also multiples of this where the width allows: SIMD units and tensor cores want 8.
@@ -135,16 +138,33 @@ def _kept(g: _Group, ratio: float, round_to: int) -> tuple[int, int]:
                       f"ratio of at most {1 - g.multiple / g.width:.3g} there")
 
 
-def _fold_attention_scale(net: nn.Module, head_dims: dict[Attention, int]) -> None:
-    """Our attention scales logits by head_dim ** -0.5, read from q's width; fold the change into q so the kept
-    channels' logits are unchanged (diffusers fixes its scale at construction and needs nothing)."""
+def _query_and_heads(m: nn.Module) -> tuple[nn.Module, int] | None:
+    """An attention layer's query projection and head count (ours or diffusers'), else None."""
+    if isinstance(m, Attention):
+        return m.q, m.active_heads
+    if all(hasattr(m, a) for a in ("to_q", "to_k", "to_v", "heads")):
+        return m.to_q, int(m.heads)
+    return None
+
+
+def _query_widths(net: nn.Module) -> dict[nn.Module, int]:
+    return {m: qh[0].weight.shape[0] for m in net.modules() if (qh := _query_and_heads(m))}
+
+
+def _fold_attention_scale(net: nn.Module, before: dict[nn.Module, int]) -> None:
+    """Both our attention and diffusers' default (SDPA) processor scale logits by head_dim ** -0.5 of the
+    *current* width; fold the change into the query so the kept channels' logits are unchanged."""
     with torch.no_grad():
-        for m, before in head_dims.items():
-            after = m.q.out_channels // m.active_heads
-            if after != before:
-                m.q.weight.mul_(math.sqrt(after / before))
-                if m.q.bias is not None:
-                    m.q.bias.mul_(math.sqrt(after / before))
+        for m, width in before.items():
+            q, heads = _query_and_heads(m)
+            now = q.weight.shape[0]
+            if now != width:
+                factor = math.sqrt((now // heads) / (width // heads))
+                q.weight.mul_(factor)
+                if q.bias is not None:
+                    q.bias.mul_(factor)
+                if hasattr(m, "scale") and isinstance(m.scale, float):  # diffusers' non-SDPA processors read it
+                    m.scale = (now // heads) ** -0.5
 
 
 def _sync_width_attributes(net: nn.Module) -> None:
@@ -193,7 +213,7 @@ def prune_network(net: nn.Module, example_inputs: tuple, ratio: float, layer_rat
         split = g.width // g.multiple
         plan.append((g.root, prune_out, sorted(int(d) + k * split for k in range(g.multiple) for d in drop)))
 
-    head_dims = {m: m.q.out_channels // m.active_heads for m in net.modules() if isinstance(m, Attention)}
+    query_widths = _query_widths(net)
     paths = {m: n for n, m in net.named_modules()}
     for root, prune_out, idxs in plan:
         group = dg.get_pruning_group(root, prune_out, idxs)
@@ -203,7 +223,7 @@ def prune_network(net: nn.Module, example_inputs: tuple, ratio: float, layer_rat
                 gone = {int(i) for i in dep_idxs}
                 result.kept[paths[m]] = torch.tensor([i for i in range(m.weight.shape[0]) if i not in gone])
         group.prune()
-    _fold_attention_scale(net, head_dims)
+    _fold_attention_scale(net, query_widths)
     _sync_width_attributes(net)
     return result
 
@@ -216,34 +236,45 @@ def _example_inputs(restorer: Restorer, batch: int = 1) -> tuple[torch.Tensor, .
             torch.randn(batch, cfg.task.cond_channels, size, size, generator=g))
 
 
-def _edge_unet(restorer: Restorer) -> EdgeUNet:
+def _torch_net(restorer: Restorer) -> EdgeUNet | DiffusersUNet:
     net = restorer.denoiser.net
-    if not isinstance(net, EdgeUNet):
-        raise ConfigError("prune: the prune stage needs an edge_unet network: a pruned diffusers UNet2DModel has "
-                          "per-layer widths its diffusers config cannot describe, so it could not be saved "
-                          "(edgeir.compress.prune.prune_network prunes one in memory)")
+    if not isinstance(net, (EdgeUNet, DiffusersUNet)):
+        raise ConfigError(f"prune: the prune stage needs an edge_unet or diffusers_unet2d network, not "
+                          f"{type(net).__name__}")
     return net
+
+
+def _pruned_spec(spec: EdgeUNetSpec | DiffusersUNetSpec, net: EdgeUNet | DiffusersUNet
+                 ) -> EdgeUNetSpec | DiffusersUNetSpec:
+    """The spec that builds ``net`` as pruned."""
+    if isinstance(net, EdgeUNet):
+        return EdgeUNetSpec(config=UNetConfig.model_validate({**net.config.model_dump(), "widths": net.widths()}))
+    assert isinstance(spec, DiffusersUNetSpec)
+    with torch.device("meta"):  # only its sizes are compared: no memory, no initialisation
+        reference = DiffusersUNet.from_config(spec.config)
+    return spec.model_copy(update={"resized": resize.describe(net.unet, reference.unet)})
 
 
 def prune_restorer(restorer: Restorer, settings: PruneSettings,
                    pairs: list[tuple[torch.Tensor, torch.Tensor]] | None = None, seed: int = 0
                    ) -> tuple[Restorer, Pruned]:
-    """A pruned copy of ``restorer`` (EdgeUNet), rebuilt from its new config alone; Taylor importance needs
-    ``pairs`` (clean target, condition batches)."""
-    net = copy.deepcopy(_edge_unet(restorer))
+    """A pruned copy of ``restorer``, rebuilt from its new config alone; Taylor importance needs ``pairs``
+    (clean target, condition batches)."""
+    net = copy.deepcopy(_torch_net(restorer))
     work = Restorer(restorer.config, net=net).eval()
     if settings.importance == "taylor":
         if not pairs:
             raise ConfigError("prune: Taylor importance needs training images")
         taylor_gradients(work, pairs, seed)
-    names = {net.get_submodule(layer): name for name, (layer, _) in net.config.width_layers().items()}
+    # A diffusers UNet has no width names: its groups go by their root layer's path.
+    names = ({net.get_submodule(layer): name for name, (layer, _) in net.config.width_layers().items()}
+             if isinstance(net, EdgeUNet) else {})
     example = _example_inputs(restorer)
     pruned = prune_network(net, example, settings.ratio, settings.layer_ratios, names, scorer(settings.importance),
                            settings.round_to)
     net.zero_grad(set_to_none=True)
 
-    unet_cfg = UNetConfig.model_validate({**net.config.model_dump(), "widths": net.widths()})
-    config = restorer.config.model_copy(update={"network": EdgeUNetSpec(config=unet_cfg)})
+    config = restorer.config.model_copy(update={"network": _pruned_spec(restorer.config.torch_network, net)})
     out = Restorer(config).eval()
     out.denoiser.net.load_state_dict(net.state_dict())
     probe = _example_inputs(restorer, batch=2)
@@ -261,7 +292,7 @@ def feature_points(net: nn.Module, kept: dict[str, torch.Tensor]) -> dict[str, t
 
 def run(settings: PruneSettings, ctx: StageContext) -> StageOutput:
     source = ctx.student.to(ctx.device).eval()
-    _edge_unet(source)
+    _torch_net(source)
     rec = settings.recovery
     if rec.batch % ddp.world_size():
         raise ConfigError(f"prune.recovery.batch: {rec.batch} does not split over {ddp.world_size()} processes")

@@ -19,13 +19,29 @@ from edgeir.models.config import DiffusersUNetSpec, RestorerConfig
 SIDECAR = "edgeir.json"
 
 
+def _bare_keys(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
+    inner = f"{prefix}unet."
+    for key in [k for k in state_dict if k.startswith(inner)]:
+        state_dict[prefix + key[len(inner):]] = state_dict.pop(key)
+
+
+def _unet_keys(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        state_dict[f"{prefix}unet.{key[len(prefix):]}"] = state_dict.pop(key)
+
+
 class DiffusersUNet(nn.Module):
     def __init__(self, unet: nn.Module):
         super().__init__()
         self.unet = unet
+        # Our checkpoints store the bare UNet's keys so diffusers' own weight files load unchanged. Hooks rename
+        # them wherever this module sits (in a Denoiser, in recovery's EMA copy), which overriding state_dict()
+        # and load_state_dict() would not: a parent loads its children without calling theirs.
+        self._register_state_dict_hook(_bare_keys)
+        self._register_load_state_dict_pre_hook(_unet_keys, with_module=True)
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "DiffusersUNet":
+    def from_config(cls, config: dict[str, Any]) -> DiffusersUNet:
         try:
             from diffusers import UNet2DModel
         except ImportError:
@@ -34,13 +50,6 @@ class DiffusersUNet(nn.Module):
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self.unet(torch.cat([x_t, cond], dim=1), t).sample
-
-    # Our checkpoints store the bare UNet's keys so diffusers' own weight files load unchanged.
-    def state_dict(self, *args, **kwargs):  # type: ignore[override]
-        return self.unet.state_dict(*args, **kwargs)
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # type: ignore[override]
-        return self.unet.load_state_dict(state_dict, strict=strict, assign=assign)
 
 
 def diffusers_config(folder: Path, unet_config: dict[str, Any]) -> RestorerConfig:

@@ -11,6 +11,7 @@ from torch import nn
 from edgeir.diffusion.sample import sample
 from edgeir.diffusion.schedules import alphas_cumprod
 from edgeir.diffusion.steps import Step, ddim_steps, to_x0
+from edgeir.models import resize
 from edgeir.models.config import DiffusersUNetSpec, EdgeUNetSpec, RestorerConfig
 from edgeir.models.denoiser import Denoiser
 from edgeir.models.unet import EdgeUNet
@@ -25,7 +26,9 @@ def build_network(config: RestorerConfig) -> nn.Module:
     assert isinstance(spec, DiffusersUNetSpec)
     from edgeir.load.diffusers import DiffusersUNet
 
-    return DiffusersUNet.from_config(spec.config)
+    net = DiffusersUNet.from_config(spec.config)
+    resize.apply(net.unet, spec.resized)
+    return net
 
 
 class Restorer(nn.Module):
