@@ -15,9 +15,9 @@ from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from edgeir.compress.onnx_denoiser import OnnxNet
 from edgeir.errors import CheckpointError, validation_message
 from edgeir.load.zoo import TEACHERS, resolve
-from edgeir.compress.onnx_denoiser import OnnxNet
 from edgeir.models.config import OnnxNetSpec, RestorerConfig
 from edgeir.models.restorer import Restorer
 
@@ -31,6 +31,7 @@ def save_restorer(restorer: Restorer, folder: str | Path) -> Path:
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    tmp.chmod(0o755)  # mkdtemp's private 0700 would keep other users from loading the model
     try:
         config = restorer.config
         net = restorer.denoiser.net

@@ -68,6 +68,7 @@ def write_bundle(dest: str | Path, files: dict[str, str | Path], manifest: Manif
     if dest.suffix == SUFFIX:
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
         try:
+            os.chmod(fd, 0o644)  # mkstemp's private 0600 would keep other users from loading a shipped bundle
             with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
                 z.writestr(MANIFEST, text)
                 for name, b in data.items():
@@ -78,6 +79,7 @@ def write_bundle(dest: str | Path, files: dict[str, str | Path], manifest: Manif
             raise
         return dest
     tmpdir = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
+    tmpdir.chmod(0o755)  # mkdtemp's private 0700 would keep other users from loading a shipped bundle
     try:
         for name, b in data.items():
             (tmpdir / name).parent.mkdir(parents=True, exist_ok=True)
