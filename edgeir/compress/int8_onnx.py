@@ -16,15 +16,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from edgeir.export.readiness import QDQ
-
-
-def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
-    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.attribute[0].name == "value":
-            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-    return values
+from edgeir.export.readiness import QDQ, constants
 
 
 def _axis(node: onnx.NodeProto) -> int:
@@ -46,7 +38,7 @@ def fold_weights(model: onnx.ModelProto) -> onnx.ModelProto:
     """Replace every QuantizeLinear applied to a constant by its INT8 result, stored as an initializer named
     after the FP32 weight (``net.conv1.weight`` -> ``net.conv1.weight_quantized``)."""
     graph = model.graph
-    consts = _constants(graph)
+    consts = constants(graph)
     renamed: dict[str, str] = {}
     for node in [n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] in consts]:
         x, scale, zp = (consts[i] for i in node.input[:3])
@@ -79,7 +71,7 @@ def uint8_activations(model: onnx.ModelProto) -> onnx.ModelProto:
     of them fuse. For CPU execution only: the file on disk keeps the int8 form TensorRT needs."""
     model = copy.deepcopy(model)
     graph = model.graph
-    consts = _constants(graph)
+    consts = constants(graph)
     converted: dict[str, str] = {}
     for node in graph.node:
         if node.op_type not in QDQ or node.input[0] in consts or len(node.input) < 3:

@@ -21,7 +21,8 @@ def has_qdq(model: onnx.ModelProto) -> bool:
     return any(n.op_type in QDQ for n in model.graph.node)
 
 
-def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+def constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    """Every initializer's and Constant node's value, by tensor name."""
     values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     for n in graph.node:
         if n.op_type == "Constant":
@@ -97,7 +98,7 @@ def check_tensorrt(model: onnx.ModelProto | str | Path, profile: Profile | None 
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     problems = [] if opset is not None and lo <= opset <= hi else [
         f"opset {opset} is outside the {lo}..{hi} that TensorRT 10's parser supports"]
-    consts = _constants(model.graph)
+    consts = constants(model.graph)
     for node in model.graph.node:
         problems += _node_problems(node, consts)
     problems += unbounded(model, profile or {})
