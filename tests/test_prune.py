@@ -17,6 +17,7 @@ from edgeir.compress.prune import PruneSettings, prune_network, prune_restorer, 
 from edgeir.compress.recover import RecoverySettings, recover
 from edgeir.compress.stage import StageContext
 from edgeir.errors import ConfigError
+from edgeir.evaluate import degrade_set
 from edgeir.load import load_restorer, save_restorer
 from edgeir.models.config import EdgeUNetSpec, RestorerConfig, SamplerConfig
 from edgeir.models.restorer import Restorer
@@ -207,13 +208,16 @@ def test_stage_prunes_and_recovers_towards_the_unpruned_model(tmp_path):
     teacher = small()
     rng = np.random.default_rng(0)
     images = [rng.random((32, 32, 3), dtype=np.float32) for _ in range(3)]
-    ctx = StageContext(teacher=teacher, student=teacher, train_images=images, eval_cases=[], work_dir=tmp_path)
-    settings = PruneSettings(ratio=0.5, taylor_batches=1,
+    cases = degrade_set(teacher.task, [("a", images[0])], None)  # sizes the latency measurement
+    ctx = StageContext(teacher=teacher, student=teacher, train_images=images, eval_cases=cases, work_dir=tmp_path)
+    settings = PruneSettings(ratio=0.5, taylor_batches=1, latency_runs=2,
                              recovery=RecoverySettings(steps=0, batch=4, patch=16, lr=2e-3, feature_weight=0.1))
     unrecovered = run(settings, ctx).model
     out = run(settings.model_copy(update={"recovery": settings.recovery.model_copy(update={"steps": 40})}), ctx)
     assert out.info["params"][1] < out.info["params"][0] / 2
     assert out.info["macs_256x256"][1] < out.info["macs_256x256"][0] / 2
+    ort = out.info["unet_ms_onnxruntime"]  # measured, not compared: timing is not a test
+    assert ort["size"] == [32, 32] and ort["before"] > 0 and ort["after"] > 0
     assert out.model.config.provenance["pruned_by"]["settings"]["ratio"] == 0.5
     x, t, c = inputs((16, 16))
     with torch.no_grad():

@@ -1,7 +1,7 @@
 """Structured pruning benchmark on the shipped sr4x teacher with a few-step DDIM sampler: the unpruned model vs
 the prune stage at two ratios, before and after distillation recovery. One run, one machine.
 
-    nice .venv/bin/python tools/bench_prune.py [--ratios 0.4 0.5] [--recovery-steps 300] [--sampler-steps 4]
+    nice .venv/bin/python tools/bench_prune.py [--ratios 0.4 0.5] [--recovery-steps 800] [--sampler-steps 4]
 
 Per model: parameters, MACs of one UNet evaluation at 256x256 output (attention matmuls included),
 onnxruntime CPU latency of one UNet evaluation at 256x256 (median of --latency-runs, the models interleaved
@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 from rich.console import Console
 from rich.table import Table
 
@@ -29,7 +27,7 @@ from edgeir.compress.recover import RecoverySettings
 from edgeir.compress.stage import StageContext
 from edgeir.data.builtin import builtin_images
 from edgeir.evaluate import degrade_set, evaluate
-from edgeir.export.unet import export_unet
+from edgeir.export.timing import unet_latency_ms
 from edgeir.load import load_restorer
 from edgeir.metrics import psnr_y
 from edgeir.models.restorer import Restorer
@@ -48,36 +46,10 @@ def quality(model: Restorer, cases: list, label: str) -> tuple[dict, list[np.nda
     return evaluate(restore, model.task, cases, baseline=False, label=label)["model"], outputs
 
 
-def latencies(models: dict[str, Restorer], runs: int, threads: int) -> dict[str, float]:
-    """Median ms of one UNet evaluation at SIZE x SIZE per model, sessions run round-robin."""
-    rng = np.random.default_rng(0)
-    with tempfile.TemporaryDirectory() as tmp:
-        sessions, feeds = {}, {}
-        for name, m in models.items():
-            path = export_unet(m, Path(tmp) / f"{len(sessions)}.onnx")
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = threads
-            sessions[name] = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-            feeds[name] = {"x_t": rng.standard_normal((1, 3, SIZE, SIZE), dtype=np.float32),
-                           "t": np.array([500.0], np.float32),
-                           "condition": rng.standard_normal((1, m.config.task.cond_channels, SIZE, SIZE),
-                                                            dtype=np.float32)}
-        times: dict[str, list[float]] = {name: [] for name in models}
-        with progress_bar("onnxruntime latency", runs + 3) as advance:
-            for i in range(runs + 3):  # the first 3 rounds warm up
-                for name, s in sessions.items():
-                    start = time.perf_counter()
-                    s.run(None, feeds[name])
-                    if i >= 3:
-                        times[name].append((time.perf_counter() - start) * 1000)
-                advance(1)
-    return {name: float(np.median(t)) for name, t in times.items()}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ratios", type=float, nargs=2, default=[0.4, 0.5])
-    ap.add_argument("--recovery-steps", type=int, default=300)
+    ap.add_argument("--recovery-steps", type=int, default=800)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--patch", type=int, default=96)
     ap.add_argument("--lr", type=float, default=5e-4)
@@ -117,7 +89,7 @@ def main() -> None:
         ref_out = ref_out if ref_out is not None else outs
         vs_ref = float(np.mean([psnr_y(o, r) for o, r in zip(outs, ref_out)])) if name != "unpruned" else None
         rows[name] = {"params": params(m), "macs": macs(m, SIZE, SIZE), **q, "psnr_vs_unpruned": vs_ref}
-    for name, ms in latencies(models, args.latency_runs, args.threads).items():
+    for name, ms in unet_latency_ms(models, (SIZE, SIZE), args.latency_runs, args.threads, progress_bar).items():
         rows[name]["latency_ms"] = ms
 
     base = rows["unpruned"]

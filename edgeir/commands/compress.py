@@ -52,6 +52,11 @@ def report_table(report: dict, out: str | Path, console: Console | None = None) 
         table.add_row(*row(label, s["metrics"], verdict), style="red" if failed else None)
         verdicts += [f"{s['stage']} gate {g['gate']} {g['limit']:g}: {_num(g['value'], '.4g')} "
                      f"({'pass' if g['passed'] else 'FAIL'})" for g in s["gates"]]
+        ort = s.get("info", {}).get("unet_ms_onnxruntime")
+        if ort:  # what pruning is for, measured rather than inferred from MACs
+            h, w = ort["size"]
+            verdicts.append(f"{s['stage']} one UNet evaluation at {h}x{w} in onnxruntime: {ort['before']:.1f} -> "
+                            f"{ort['after']:.1f} ms ({ort['before'] / ort['after']:.2f}x faster)")
     # Logs and pipes get the whole table rather than an 80-column squeeze.
     console = console or Console(width=None if sys.stdout.isatty() else 130)
     console.print(table)

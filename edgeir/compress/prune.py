@@ -27,6 +27,7 @@ from edgeir.compress.importance import Criterion, scorer, taylor_gradients
 from edgeir.compress.recover import RecoverySettings, recover
 from edgeir.compress.stage import StageContext, StageOutput
 from edgeir.errors import ConfigError
+from edgeir.export.timing import unet_latency_ms
 from edgeir.load.diffusers import DiffusersUNet
 from edgeir.models import resize
 from edgeir.models.config import DiffusersUNetSpec, EdgeUNetSpec
@@ -51,6 +52,9 @@ class PruneSettings(BaseModel):
     round_to: int = Field(8, ge=1)
     taylor_batches: int = Field(2, ge=1)  # batches of recovery.batch crops, each at every visited timestep
     recovery: RecoverySettings = Field(default_factory=RecoverySettings)
+    # onnxruntime rounds timing one UNet evaluation before and after, at the eval crops' size (0: skip): MACs do
+    # not predict latency.
+    latency_runs: int = Field(20, ge=0)
 
     @field_validator("layer_ratios")
     @classmethod
@@ -311,6 +315,10 @@ def run(settings: PruneSettings, ctx: StageContext) -> StageOutput:
             "params": [params(source), params(model)],
             "macs_256x256": [macs(source, 256, 256), macs(model, 256, 256)],
             "recovery_loss": [losses[0], sum(losses[-20:]) / len(losses[-20:])] if losses else None}
+    if settings.latency_runs and ctx.eval_cases and ddp.is_main():
+        size = ctx.eval_cases[0][1].shape[:2]
+        ms = unet_latency_ms({"before": source, "after": model}, size, settings.latency_runs)
+        info["unet_ms_onnxruntime"] = {"size": list(size), "before": ms["before"], "after": ms["after"]}
     provenance = {**source.config.provenance, "pruned_by": {"stage": "edgeir.compress.prune",
                                                             "settings": settings.model_dump(mode="json")}}
     model.config = model.config.model_copy(update={"provenance": provenance})
