@@ -69,8 +69,11 @@ def gpu() -> dict[str, Any]:
     return {"name": name.value.decode(errors="replace"), "compute_capability": f"{major.value}.{minor.value}"}
 
 
-def build_serialized(onnx_path: Path, shapes: dict[str, tuple[Shape, Shape, Shape]], fp16: bool,
-                     strongly_typed: bool, workspace_mb: int, timing_cache: Path | None) -> bytes:
+def build_serialized(graph: Path | bytes, shapes: dict[str, tuple[Shape, Shape, Shape]], fp16: bool,
+                     strongly_typed: bool, workspace_mb: int, timing_cache: Path | None, name: str = "the graph"
+                     ) -> bytes:
+    """A serialized engine from an ONNX file or its bytes; also what the runtime builds its cached engines
+    with on the device."""
     require_tensorrt()
     import tensorrt as trt  # here, not at the top: the module must import where TensorRT does not
 
@@ -79,23 +82,24 @@ def build_serialized(onnx_path: Path, shapes: dict[str, tuple[Shape, Shape, Shap
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
+    parsed = parser.parse_from_file(str(graph)) if isinstance(graph, Path) else parser.parse(graph)
+    if not parsed:
         errors = "; ".join(parser.get_error(i).desc() for i in range(parser.num_errors))
-        raise BackendError(f"TensorRT cannot parse {onnx_path.name}: {errors[:300]}")
+        raise BackendError(f"TensorRT cannot parse {name}: {errors[:300]}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
     if fp16 and not strongly_typed:
         config.set_flag(trt.BuilderFlag.FP16)
     profile = builder.create_optimization_profile()
-    for name, (lo, opt, hi) in shapes.items():
-        profile.set_shape(name, trt.Dims(list(lo)), trt.Dims(list(opt)), trt.Dims(list(hi)))
+    for tensor, (lo, opt, hi) in shapes.items():
+        profile.set_shape(tensor, trt.Dims(list(lo)), trt.Dims(list(opt)), trt.Dims(list(hi)))
     config.add_optimization_profile(profile)
     cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache and timing_cache.exists()
                                        else b"")
     config.set_timing_cache(cache, False)
     engine = builder.build_serialized_network(network, config)
     if engine is None:
-        raise BackendError(f"TensorRT could not build an engine from {onnx_path.name} (its log is above)")
+        raise BackendError(f"TensorRT could not build an engine from {name} (its log is above)")
     if timing_cache is not None:
         write_atomic(timing_cache, bytes(config.get_timing_cache().serialize()))
     return bytes(engine)
@@ -108,7 +112,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, shapes: dict[st
     ``shapes`` maps every input to its (min, opt, max) shape (``edgeir.export.profile.input_shapes``)."""
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     engine = build_serialized(onnx_path, shapes, precision == "fp16", strongly_typed, workspace_mb,
-                              Path(timing_cache) if timing_cache else None)
+                              Path(timing_cache) if timing_cache else None, onnx_path.name)
     import tensorrt as trt
 
     record = {"tensorrt": trt.__version__, "gpu": gpu(), "precision": precision, "strongly_typed": strongly_typed,

@@ -10,8 +10,6 @@ one device: it is used as is, and refused clearly when it does not deserialize h
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -70,39 +68,19 @@ class TrtSession:
         path = cache / f"{variant.name}-{key.hexdigest()[:16]}.engine"
         if path.exists():
             return path.read_bytes()
-        blob = self._build(trt, graph, variant, shapes)
-        cache.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-        os.replace(tmp, path)
-        return blob
+        # The exporter's builder (torch- and onnx-free, so it runs here): Q/DQ graphs strongly typed, the FP16
+        # flag for FP16 graphs, one profile from the bundle's size constraints up to the planned tile.
+        from edgeir.export.tensorrt import build_serialized, write_atomic
 
-    def _build(self, trt, graph: bytes, variant: Variant, shapes) -> bytes:
-        builder = trt.Builder(self.logger)
-        network = builder.create_network(0)
-        parser = trt.OnnxParser(network, self.logger)
-        if not parser.parse(graph):
-            raise BackendError(f"tensorrt: cannot parse {variant.graph}: {parser.get_error(0).desc()}")
-        config = builder.create_builder_config()
-        if variant.precision != "fp32":
-            config.set_flag(trt.BuilderFlag.FP16)
-        if variant.precision == "int8":  # the graph carries its own Q/DQ scales: no calibration here
-            config.set_flag(trt.BuilderFlag.INT8)
-        profile = builder.create_optimization_profile()
-        m = shapes.multiple_of
-        for spec in variant.inputs:
-            if spec.layout == "N":
-                profile.set_shape(spec.name, (1,), (shapes.batch,), (shapes.batch,))
-            else:
-                c = spec.channels
-                profile.set_shape(spec.name, (1, c, m, m), (shapes.batch, c, shapes.height, shapes.width),
-                                  (shapes.batch, c, shapes.height, shapes.width))
-        config.add_optimization_profile(profile)
-        blob = builder.build_serialized_network(network, config)
-        if blob is None:
-            raise BackendError(f"tensorrt: building an engine from {variant.graph} failed")
-        return bytes(blob)
+        m, b = shapes.multiple_of, shapes.batch
+        profile = {spec.name: ((1,), (b,), (b,)) if spec.layout == "N" else
+                   ((1, spec.channels, m, m), (b, spec.channels, shapes.height, shapes.width),
+                    (b, spec.channels, shapes.height, shapes.width)) for spec in variant.inputs}
+        blob = build_serialized(graph, profile, fp16=variant.precision == "fp16",
+                                strongly_typed=variant.precision == "int8", workspace_mb=1024,
+                                timing_cache=cache / "timing.cache", name=variant.graph)
+        write_atomic(path, blob)
+        return blob
 
     def _device(self, name: str, nbytes: int) -> int:
         ptr, cap = self.buffers.get(name, (0, 0))
