@@ -42,9 +42,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--teacher", default="sr4x")
     ap.add_argument("--eval-size", type=int, default=128, help="centre crop of each held-out image")
-    ap.add_argument("--students", default="4:60:1e-4,2:150:1e-4,1:400:2e-4",
+    ap.add_argument("--students", default="4:120:1e-4,2:500:1e-4,1:1500:2e-4",
                     help="steps:iterations:lr of each student")
-    ap.add_argument("--pairs", type=int, default=64, help="50-step teacher outputs to regress")
+    ap.add_argument("--pairs", type=int, default=256, help="50-step teacher outputs to regress")
     ap.add_argument("--patch", type=int, default=128, help="training crops (the teacher's training size)")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--detail-weight", type=float, default=30.0)
