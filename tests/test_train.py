@@ -4,7 +4,7 @@ import torch
 from conftest import tiny_config
 from edgeir.load import load_restorer
 from edgeir.tasks import InpaintTask
-from edgeir.train.data import make_pair
+from edgeir.train.data import PairStream, make_pair
 from edgeir.train.teacher import STATE, train_teacher
 
 
@@ -38,3 +38,17 @@ def test_inpainting_loss_concentrates_on_holes(tmp_path, rng):
     r = train_teacher(cfg, tmp_path / "m", tmp_path / "w", iters=2, batch=2, patch=16, workers=0,
                       images=images(rng))
     assert r.config.task.name == "inpaint"
+
+
+def test_pair_stream_without_workers_ignores_the_process_torch_seed(rng):
+    """The prune stage streams pairs in the main process; its batches must not depend on torch's per-process
+    seed, or the same recipe gives a different pruned model in every fresh process."""
+    images = [rng.random((48, 48, 3), dtype=np.float32) for _ in range(2)]
+
+    def first_pairs(torch_seed: int):
+        torch.manual_seed(torch_seed)
+        stream = iter(PairStream(images, tiny_config(), patch=32, seed=5))
+        return [next(stream) for _ in range(3)]
+
+    a, b = first_pairs(1), first_pairs(2)
+    assert all(torch.equal(x, y) for pa, pb in zip(a, b) for x, y in zip(pa, pb))

@@ -37,7 +37,9 @@ class PairStream(IterableDataset):
 
     def __iter__(self):
         info = get_worker_info()
-        rng = np.random.default_rng([self.seed, info.id if info else 0, torch.initial_seed() % 2**31])
+        # A worker's torch seed (drawn from the seeded main process) separates the workers' streams; without
+        # workers the stream's own seed alone decides it, so a stage run in a fresh process repeats exactly.
+        rng = np.random.default_rng([self.seed, info.id, torch.initial_seed() % 2**31] if info else [self.seed])
         while True:
             target, cond = make_pair(random_crop(self.images, self.patch, rng), self.config, rng)
             yield torch.from_numpy(target).permute(2, 0, 1), torch.from_numpy(cond).permute(2, 0, 1)
