@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
@@ -41,6 +39,7 @@ from edgeir.compress.calibration import Sample
 from edgeir.compress.int8_onnx import fold_weights
 from edgeir.compress.layers import layer_name
 from edgeir.export.unet import export_unet
+from edgeir.files import atomic_path
 from edgeir.models.restorer import Restorer
 
 Preset = Literal["performance", "mixed"]
@@ -164,15 +163,7 @@ def export_int8(net: nn.Module, like: Restorer, path: str | Path) -> Path:
     """Export a quantized ``net`` (with ``like``'s config) as a Q/DQ ONNX graph with INT8 weights, atomically."""
     path = Path(path)
     set_qdq_export(net)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".onnx")
-    os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the artifact private to this user
-    try:
+    with atomic_path(path) as tmp:
         export_unet(Restorer(like.config, net=net), tmp)
-        model = fold_weights(onnx.load(tmp))
-        onnx.save(model, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        onnx.save(fold_weights(onnx.load(str(tmp))), str(tmp))
     return path

@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from edgeir.data.builtin import builtin_images
 from edgeir.data.images import list_images, read_rgb
 from edgeir.errors import ConfigError, ImageError, QualityGateError
 from edgeir.evaluate import degrade_set
+from edgeir.files import atomic_dir, replace_dir
 from edgeir.load import load_restorer, save_restorer
 from edgeir.models.restorer import Restorer
 from edgeir.progress import console, progress_bar
@@ -160,11 +160,10 @@ def _reference(teacher: Restorer, cases: Cases, seed: int, folder: Path, key: st
             metrics = json.loads(meta.read_text())["metrics"]
         else:
             metrics, outputs = measure_model(teacher, cases, seed, label="eval teacher")
-            tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".teacher."))
-            arrays = {f"image{i}": o for i, o in enumerate(outputs)}
-            np.savez(tmp / "outputs.npz", **arrays)  # type: ignore[arg-type]  # numpy's stub reads ** as flags
-            (tmp / "metrics.json").write_text(json.dumps({"fingerprint": key, "metrics": metrics}, indent=2))
-            _replace_dir(tmp, folder)
+            with atomic_dir(folder) as tmp:
+                arrays = {f"image{i}": o for i, o in enumerate(outputs)}
+                np.savez(tmp / "outputs.npz", **arrays)  # type: ignore[arg-type]  # numpy's stub reads ** as flags
+                (tmp / "metrics.json").write_text(json.dumps({"fingerprint": key, "metrics": metrics}, indent=2))
         result = (outputs, metrics)
     metrics = ddp.broadcast(result[1] if result else None)
     return (result[0] if result else None), metrics
@@ -217,17 +216,8 @@ def _save_stage(folder: Path, output: StageOutput, work: Path, record: dict) -> 
         else:
             shutil.copy2(work / rel, staging / rel)
     (staging / "stage.json").write_text(json.dumps(record, indent=2) + "\n")
-    _replace_dir(staging, folder)
+    replace_dir(staging, folder)
     shutil.rmtree(work, ignore_errors=True)
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(new, target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _write_report(out: Path, report: dict) -> None:

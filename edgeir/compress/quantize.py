@@ -16,9 +16,6 @@ evaluates it like any other; the graph itself is the ``int8_onnx`` artifact.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -38,6 +35,7 @@ from edgeir.compress.stage import StageContext, StageOutput
 from edgeir.errors import ConfigError, QualityGateError
 from edgeir.export.profile import DimRange, image_profile
 from edgeir.export.readiness import check_tensorrt
+from edgeir.files import write_atomic
 from edgeir.models.restorer import Restorer
 from edgeir.progress import progress_bar
 
@@ -64,14 +62,6 @@ class QuantizeSettings(BaseModel):
     crop: int = Field(128, ge=16, description="Calibration crop size in output pixels.")
     max_psnr_drop: float = Field(0.2, ge=0, description="Gate: dB of PSNR the INT8 model may lose vs FP32.")
     min_detail_kept: float = Field(0.95, ge=0, description="Gate: share of the FP32 model's detail to keep.")
-
-
-def _write_json(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.chmod(tmp, 0o644)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, default=float)
-    os.replace(tmp, path)
 
 
 def _keep_fp_nodes(graph, patterns: list[str]) -> tuple[list[str], dict[str, list[str]]]:
@@ -113,7 +103,7 @@ def run(settings: QuantizeSettings, ctx: StageContext) -> StageOutput:
             "keep_fp": kept, "gate": gate.as_dict(), "tensorrt_problems": problems}
     if not gate.passed:
         report = _sensitivity_report(settings, ctx, student, quantized, graph, samples, fp32_metrics)
-        _write_json(ctx.work_dir / REPORT, {**info, **report})
+        write_atomic(ctx.work_dir / REPORT, json.dumps({**info, **report}, indent=2, default=float))
         worst = ", ".join(f"{name} ({snr:.1f} dB)" for name, snr in report["sensitivity"][:3])
         raise QualityGateError(f"quantize: {gate.summary()}; most sensitive layers: {worst}; suggested "
                                f"keep_fp: {report['suggested_keep_fp']} (report: {ctx.work_dir / REPORT})")

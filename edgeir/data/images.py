@@ -9,8 +9,6 @@ Python, and written back the same way, so 16 bits in means 16 bits out.
 from __future__ import annotations
 
 import io
-import os
-import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from edgeir.errors import ImageError
+from edgeir.files import atomic_path
 
 MAX_PIXELS = 64_000_000  # ~8K x 8K; anything larger is refused before it is decoded
 SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
@@ -154,18 +153,10 @@ def _save(f, arr: np.ndarray, fmt: str) -> None:
 def write_image(path: str | Path, pic: Picture) -> None:
     """Atomic: written to a temporary file in the same folder, then renamed over the target."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fmt = FORMATS.get(path.suffix.lower(), "PNG")
     arr = to_array(pic)
-    # A hidden sibling opened with O_EXCL (not mkstemp) so the final file gets the usual umask permissions.
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            _save(f, arr, fmt)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "xb") as f:
+        _save(f, arr, fmt)
 
 
 def list_images(folder: str | Path) -> list[Path]:

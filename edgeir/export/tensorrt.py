@@ -16,12 +16,11 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from edgeir.errors import BackendError
+from edgeir.files import write_atomic
 
 Shape = tuple[int, ...]
 INSTALL = "install TensorRT's Python bindings (pip install 'edgeir[trt]'; on a Jetson they come with JetPack)"
@@ -37,18 +36,6 @@ def require_tensorrt() -> None:
         raise missing from None
     if not hasattr(tensorrt, "Builder"):
         raise missing
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def gpu() -> dict[str, Any]:

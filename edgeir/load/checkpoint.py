@@ -5,9 +5,7 @@ explicitly trusts them, and even then only loaded with ``weights_only=True``."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -17,6 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from edgeir.compress.onnx_denoiser import OnnxNet
 from edgeir.errors import CheckpointError, validation_message
+from edgeir.files import atomic_dir
 from edgeir.load.zoo import TEACHERS, resolve
 from edgeir.models.config import OnnxNetSpec, RestorerConfig
 from edgeir.models.restorer import Restorer
@@ -29,10 +28,7 @@ PICKLES = (".pt", ".pth", ".bin", ".ckpt")
 def save_restorer(restorer: Restorer, folder: str | Path) -> Path:
     """Write atomically: into a temporary sibling folder, then renamed into place."""
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    tmp.chmod(0o755)  # mkdtemp's private 0700 would keep other users from loading the model
-    try:
+    with atomic_dir(folder) as tmp:
         config = restorer.config
         net = restorer.denoiser.net
         if isinstance(net, OnnxNet):  # the graph is the weights
@@ -43,17 +39,6 @@ def save_restorer(restorer: Restorer, folder: str | Path) -> Path:
             state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
             save_file(state, str(tmp / WEIGHTS))
         (tmp / CONFIG).write_text(config.model_dump_json(indent=2) + "\n")
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -12,18 +11,12 @@ import numpy as np
 from edgeir.compress.pipeline import _data as recipe_data
 from edgeir.compress.recipe import Recipe
 from edgeir.errors import ConfigError
+from edgeir.files import atomic_path, write_atomic
 from edgeir.load import load_restorer
 from edgeir.metrics import mean_metrics, measure
 from edgeir.report import markdown, plots
 
 GRID_IMAGES = 3
-
-
-def _atomic(path: Path, write) -> None:
-    """``write(tmp_path)`` then one rename, so a crash never leaves a half-written report file."""
-    tmp = path.with_name(f".tmp.{path.name}")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def build_report(run: str | Path) -> list[Path]:
@@ -63,7 +56,9 @@ def build_report(run: str | Path) -> list[Path]:
     columns.append(("ground truth", [gt for _, gt, _ in shown]))
 
     paths = [run / "grid.png", run / "pareto.png", run / "report.md"]
-    _atomic(paths[0], lambda p: plots.grid(columns, p))
-    _atomic(paths[1], lambda p: plots.pareto(report, p))
-    _atomic(paths[2], lambda p: p.write_text(markdown.render(report, ["grid.png", "pareto.png"])))
+    with atomic_path(paths[0]) as tmp:
+        plots.grid(columns, tmp)
+    with atomic_path(paths[1]) as tmp:
+        plots.pareto(report, tmp)
+    write_atomic(paths[2], markdown.render(report, ["grid.png", "pareto.png"]))
     return paths

@@ -9,10 +9,8 @@ the fastest overall, marked as missing it) and records the choice as JSON, which
 from __future__ import annotations
 
 import json
-import os
 import resource
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeir.errors import ConfigError
+from edgeir.files import write_atomic
 from edgeir.runtime.restorer import Restorer
 from edgeir.tasks.base import Task
 
@@ -86,17 +85,7 @@ class Plan:
     tried: list[dict] = field(default_factory=list)
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(asdict(self), f, indent=2)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return write_atomic(path, json.dumps(asdict(self), indent=2))
 
     def load(self, bundle: str | Path) -> Restorer:
         r = Restorer.load(bundle, self.backend, self.variant, self.tile, self.batch)

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -20,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from pydantic import ValidationError
 
 from edgeir.errors import CheckpointError, validation_message
+from edgeir.files import atomic_dir, atomic_path
 from edgeir.runtime.manifest import Manifest
 
 MANIFEST = "manifest.json"
@@ -64,38 +62,17 @@ def write_bundle(dest: str | Path, files: dict[str, str | Path], manifest: Manif
     manifest = manifest.model_copy(update={"files": {n: sha256(b) for n, b in sorted(data.items())}})
     text = manifest.model_dump_json(indent=2) + "\n"
     Manifest.model_validate_json(text)  # what we write must load
-    dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.suffix == SUFFIX:
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-        try:
-            os.chmod(fd, 0o644)  # mkstemp's private 0600 would keep other users from loading a shipped bundle
-            with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
-                z.writestr(MANIFEST, text)
-                for name, b in data.items():
-                    z.writestr(name, b)
-            os.replace(tmp, dest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(dest) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr(MANIFEST, text)
+            for name, b in data.items():
+                z.writestr(name, b)
         return dest
-    tmpdir = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
-    tmpdir.chmod(0o755)  # mkdtemp's private 0700 would keep other users from loading a shipped bundle
-    try:
+    with atomic_dir(dest) as tmpdir:
         for name, b in data.items():
             (tmpdir / name).parent.mkdir(parents=True, exist_ok=True)
             (tmpdir / name).write_bytes(b)
         (tmpdir / MANIFEST).write_text(text)
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(dest, old)
-            os.replace(tmpdir, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmpdir, dest)
-    except BaseException:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-        raise
     return dest
 
 

@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from edgeir.data.builtin import builtin_images
+from edgeir.files import atomic_path
 from edgeir.load.checkpoint import load_restorer, save_restorer
 from edgeir.models.config import RestorerConfig
 from edgeir.models.restorer import Restorer
@@ -73,10 +74,9 @@ def train_teacher(config: RestorerConfig, out: Path, work: Path, iters: int, bat
     use_bf16 = device.startswith("cuda")
 
     def checkpoint() -> None:
-        tmp = work / (STATE + ".tmp")
-        torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step},
-                   tmp)
-        os.replace(tmp, work / STATE)
+        with atomic_path(work / STATE) as tmp:
+            torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                        "step": step}, tmp)
 
     start, losses = time.time(), []
     with progress_bar(f"train {config.task.name}", total=iters, completed=step) as advance:
