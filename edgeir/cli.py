@@ -11,7 +11,6 @@ import click
 
 from edgeir.errors import EdgeirError
 
-
 TOOLKIT_MODULES = {"torch", "onnx", "onnxslim", "onnxscript", "safetensors", "scipy", "skimage", "yaml",
                    "matplotlib", "nncf", "torch_pruning"}
 

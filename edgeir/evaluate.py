@@ -3,7 +3,7 @@ per image so every model sees the same inputs)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -41,7 +41,7 @@ def evaluate(restore, task: Task, cases: list[tuple[str, np.ndarray, Degraded]],
             if baseline:
                 base_rows.append({"image": name, **measure(task.baseline(d), gt, crop=task.scale)})
             advance(1)
-    strip = lambda rs: [{k: v for k, v in r.items() if k != "image"} for r in rs]  # noqa: E731
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "image"} for r in rs]
     result = {"model": mean_metrics(strip(rows)), "per_image": rows}
     if baseline:
         result["baseline"] = mean_metrics(strip(base_rows))

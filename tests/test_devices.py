@@ -2,11 +2,11 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from test_runtime_support import make_bundle, tiny_restorer
 
 from edgeir.cli import main
 from edgeir.devices import available, load_profile
 from edgeir.errors import ConfigError
-from test_runtime_support import make_bundle, tiny_restorer
 
 
 def test_shipped_profiles_are_valid_and_labelled_targets():

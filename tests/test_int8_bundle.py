@@ -5,6 +5,7 @@ with the same result as the torch-side restorer."""
 import numpy as np
 import pytest
 import torch
+from test_compress_pipeline import setup_run
 
 from edgeir.commands.export import run_export
 from edgeir.compress.cost import macs, params
@@ -13,7 +14,6 @@ from edgeir.compress.pipeline import compress
 from edgeir.compress.recipe import parse_recipe
 from edgeir.load import load_restorer
 from edgeir.runtime import Restorer as Runtime
-from test_compress_pipeline import setup_run
 
 pytest.importorskip("nncf")
 

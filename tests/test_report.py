@@ -6,12 +6,12 @@ import re
 import numpy as np
 from click.testing import CliRunner
 from PIL import Image
+from test_compress_pipeline import setup_run
 
 from edgeir.cli import main
 from edgeir.compress.pipeline import compress
 from edgeir.compress.recipe import parse_recipe
 from edgeir.report.build import build_report
-from test_compress_pipeline import setup_run
 
 
 def test_report_tables_every_stage_with_the_run_s_own_numbers(tmp_path):

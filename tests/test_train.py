@@ -1,7 +1,7 @@
 import numpy as np
 import torch
-
 from conftest import tiny_config
+
 from edgeir.load import load_restorer
 from edgeir.tasks import InpaintTask
 from edgeir.train.data import PairStream, make_pair

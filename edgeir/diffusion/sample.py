@@ -3,7 +3,8 @@ visible, the maths lives in ``steps``)."""
 
 from __future__ import annotations
 
-from typing import Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from edgeir.diffusion.steps import Step, apply_step
 

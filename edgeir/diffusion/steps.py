@@ -7,8 +7,9 @@ and run the numpy loop in the runtime, so the three cannot drift apart.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence, TypeVar
+from typing import Literal, TypeVar
 
 import numpy as np
 

@@ -4,4 +4,4 @@ teacher by name, or any torch module through an adapter). Never unpickles untrus
 from edgeir.load.checkpoint import load_restorer, save_restorer
 from edgeir.load.zoo import TEACHERS, resolve
 
-__all__ = ["load_restorer", "save_restorer", "resolve", "TEACHERS"]
+__all__ = ["TEACHERS", "load_restorer", "resolve", "save_restorer"]

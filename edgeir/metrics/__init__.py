@@ -24,4 +24,4 @@ def mean_metrics(rows: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
 
-__all__ = ["METRICS", "measure", "mean_metrics", "psnr_y", "ssim_y", "haarpsi", "detail_ratio"]
+__all__ = ["METRICS", "detail_ratio", "haarpsi", "mean_metrics", "measure", "psnr_y", "ssim_y"]

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -33,7 +33,7 @@ class DiffusersUNetSpec(_Strict):
     resized: dict[str, dict[str, int]] = Field(default_factory=dict)
 
 
-TorchNetworkSpec = Annotated[Union[EdgeUNetSpec, DiffusersUNetSpec], Field(discriminator="type")]
+TorchNetworkSpec = Annotated[EdgeUNetSpec | DiffusersUNetSpec, Field(discriminator="type")]
 
 
 class OnnxNetSpec(_Strict):
@@ -45,7 +45,7 @@ class OnnxNetSpec(_Strict):
     source: TorchNetworkSpec
 
 
-NetworkSpec = Annotated[Union[EdgeUNetSpec, DiffusersUNetSpec, OnnxNetSpec], Field(discriminator="type")]
+NetworkSpec = Annotated[EdgeUNetSpec | DiffusersUNetSpec | OnnxNetSpec, Field(discriminator="type")]
 
 
 class ScheduleConfig(_Strict):
@@ -62,7 +62,7 @@ class SamplerConfig(_Strict):
     timesteps: list[int] | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> "SamplerConfig":
+    def _check(self) -> SamplerConfig:
         if self.timesteps is not None and len(self.timesteps) != self.steps:
             raise ValueError(f"timesteps lists {len(self.timesteps)} entries but steps={self.steps}")
         return self

@@ -6,7 +6,7 @@ compression stage and exporter works with every network.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

@@ -8,10 +8,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on servers and CI
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from edgeir.report.markdown import rows  # noqa: E402
+from edgeir.report.markdown import rows
 
 
 def shown_input(degraded: np.ndarray, size: tuple[int, int]) -> np.ndarray:

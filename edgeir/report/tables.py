@@ -15,7 +15,7 @@ def metrics_table(result: dict, console: Console | None = None) -> None:
     table.add_column("method")
     for m in METRICS:
         table.add_column(m, justify="right")
-    fmt = lambda r: [f"{r[m]:.4f}" if m != "psnr" else f"{r[m]:.2f}" for m in METRICS]  # noqa: E731
+    fmt = lambda r: [f"{r[m]:.4f}" if m != "psnr" else f"{r[m]:.2f}" for m in METRICS]
     for i, row in enumerate(result["per_image"]):
         table.add_row(row["image"], "model", *fmt(row))
         if "baseline_per_image" in result:

@@ -12,6 +12,6 @@ from edgeir.tasks.deblur import DeblurTask
 from edgeir.tasks.inpaint import InpaintTask
 from edgeir.tasks.sr import SRTask
 
-TaskConfig = Annotated[Union[SRTask, DeblurTask, InpaintTask], Field(discriminator="name")]
+TaskConfig = Annotated[SRTask | DeblurTask | InpaintTask, Field(discriminator="name")]
 
-__all__ = ["Degraded", "Task", "TaskConfig", "SRTask", "DeblurTask", "InpaintTask"]
+__all__ = ["DeblurTask", "Degraded", "InpaintTask", "SRTask", "Task", "TaskConfig"]

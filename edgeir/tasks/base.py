@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 from PIL import Image
+from pydantic import BaseModel, ConfigDict
 
 
 @dataclass
