@@ -21,7 +21,7 @@ def test_training_pairs_reconstruct_ground_truth(rng):
 
 def test_training_resumes_where_it_stopped(tmp_path, rng):
     cfg = tiny_config()
-    kw = dict(batch=2, patch=16, workers=0, log_every=1000, images=images(rng))
+    kw = {"batch": 2, "patch": 16, "workers": 0, "log_every": 1000, "images": images(rng)}
     train_teacher(cfg, tmp_path / "a", tmp_path / "work", iters=3, **kw)
     assert torch.load(tmp_path / "work" / STATE, weights_only=True)["step"] == 3
     r = train_teacher(cfg, tmp_path / "a", tmp_path / "work", iters=5, **kw)

@@ -3,7 +3,7 @@ and what the naive baseline is. numpy + Pillow only, so the runtime builds condi
 
 from __future__ import annotations
 
-from typing import Annotated, Union
+from typing import Annotated
 
 from pydantic import Field
 
