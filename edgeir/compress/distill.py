@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +34,7 @@ from edgeir.compress.stage import StageContext, StageOutput
 from edgeir.diffusion.schedules import spaced_timesteps
 from edgeir.diffusion.steps import apply_step
 from edgeir.errors import ConfigError
+from edgeir.files import atomic_path
 from edgeir.load.checkpoint import load_restorer, save_restorer
 from edgeir.models.restorer import Restorer
 from edgeir.train.data import make_pair, random_crop
@@ -175,7 +175,8 @@ def _teacher_pairs(teacher: Restorer, n_steps: int, s: DistillSettings, ctx: Sta
     pairs = {"cond": torch.cat(conds), "noise": torch.cat(noises), "target": torch.cat(targets)}
     pairs = {k: ddp.gather(v)[: s.pairs].contiguous() for k, v in pairs.items()}
     if ddp.is_main():
-        _atomic(path, lambda tmp: save_file(pairs, str(tmp)))
+        with atomic_path(path) as tmp:
+            save_file(pairs, str(tmp))
     return pairs["cond"], pairs["noise"], pairs["target"]
 
 
@@ -292,7 +293,8 @@ def _fit(student: Restorer, loss: Callable[[Restorer, int], torch.Tensor], s: Di
         if ddp.is_main():
             state = {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                      "iteration": iteration}
-            _atomic(state_path, lambda tmp: torch.save(state, tmp))
+            with atomic_path(state_path) as tmp:
+                torch.save(state, tmp)
 
     with _progress(ctx, label, s.iterations, start) as advance:
         for it in range(start, s.iterations):
@@ -326,13 +328,3 @@ def _progress(ctx: StageContext, label: str, total: int, completed: int = 0):
         return _quiet()
     show: Callable[..., Any] = ctx.progress
     return show(label, total, completed)
-
-
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

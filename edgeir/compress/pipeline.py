@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -37,7 +36,7 @@ from edgeir.data.builtin import builtin_images
 from edgeir.data.images import list_images, read_rgb
 from edgeir.errors import ConfigError, ImageError, QualityGateError
 from edgeir.evaluate import degrade_set
-from edgeir.files import atomic_dir, replace_dir
+from edgeir.files import atomic_dir, replace_dir, write_atomic
 from edgeir.load import load_restorer, save_restorer
 from edgeir.models.restorer import Restorer
 from edgeir.progress import console, progress_bar
@@ -223,9 +222,7 @@ def _save_stage(folder: Path, output: StageOutput, work: Path, record: dict) -> 
 def _write_report(out: Path, report: dict) -> None:
     if not ddp.is_main():
         return
-    tmp = out / ".report.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2, default=_plain) + "\n")
-    os.replace(tmp, out / "report.json")
+    write_atomic(out / "report.json", json.dumps(report, indent=2, default=_plain) + "\n")
 
 
 def _targets(recipe: Recipe, metrics: dict, folder: Path) -> dict:

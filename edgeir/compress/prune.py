@@ -83,15 +83,18 @@ class _Group:
     multiple: int
 
 
+def _attention(m: nn.Module) -> tuple[nn.Module, nn.Module, nn.Module, int] | None:
+    """An attention layer's q, k and v projections and head count (ours or diffusers'), else None."""
+    if isinstance(m, Attention):
+        return m.q, m.k, m.v, m.active_heads
+    if all(hasattr(m, a) for a in ("to_q", "to_k", "to_v", "heads")):
+        return m.to_q, m.to_k, m.to_v, int(m.heads)
+    return None
+
+
 def attention_heads(net: nn.Module) -> dict[nn.Module, int]:
-    """The q/k/v projections of every attention layer (ours and diffusers') and their head counts."""
-    heads: dict[nn.Module, int] = {}
-    for m in net.modules():
-        if isinstance(m, Attention):
-            heads.update({m.q: m.active_heads, m.k: m.active_heads, m.v: m.active_heads})
-        elif all(hasattr(m, a) for a in ("to_q", "to_k", "to_v", "heads")):
-            heads.update({getattr(m, a): int(m.heads) for a in ("to_q", "to_k", "to_v")})
-    return heads
+    """The q/k/v projections of every attention layer and their head counts."""
+    return {proj: a[3] for m in net.modules() if (a := _attention(m)) for proj in a[:3]}
 
 
 def _output_layers(net: nn.Module) -> list[nn.Module]:
@@ -142,17 +145,8 @@ def _kept(g: _Group, ratio: float, round_to: int) -> tuple[int, int]:
                       f"ratio of at most {1 - g.multiple / g.width:.3g} there")
 
 
-def _query_and_heads(m: nn.Module) -> tuple[nn.Module, int] | None:
-    """An attention layer's query projection and head count (ours or diffusers'), else None."""
-    if isinstance(m, Attention):
-        return m.q, m.active_heads
-    if all(hasattr(m, a) for a in ("to_q", "to_k", "to_v", "heads")):
-        return m.to_q, int(m.heads)
-    return None
-
-
 def _query_widths(net: nn.Module) -> dict[nn.Module, int]:
-    return {m: qh[0].weight.shape[0] for m in net.modules() if (qh := _query_and_heads(m))}
+    return {m: a[0].weight.shape[0] for m in net.modules() if (a := _attention(m))}
 
 
 def _fold_attention_scale(net: nn.Module, before: dict[nn.Module, int]) -> None:
@@ -160,7 +154,7 @@ def _fold_attention_scale(net: nn.Module, before: dict[nn.Module, int]) -> None:
     *current* width; fold the change into the query so the kept channels' logits are unchanged."""
     with torch.no_grad():
         for m, width in before.items():
-            q, heads = _query_and_heads(m)
+            q, _, _, heads = _attention(m)
             now = q.weight.shape[0]
             if now != width:
                 factor = math.sqrt((now // heads) / (width // heads))
