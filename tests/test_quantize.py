@@ -13,7 +13,7 @@ from onnx import numpy_helper
 
 from edgeir.compress import int8_gate, layers, quantize
 from edgeir.compress.calibration import calibration_set
-from edgeir.compress.int8_onnx import uint8_activations
+from edgeir.runtime.cpu_int8 import uint8_activations
 from edgeir.compress.nncf_model import export_int8, network_graph, quantize_network, quantizers, weight_of
 from edgeir.compress.onnx_denoiser import cpu_session, onnx_restorer
 from edgeir.compress.stage import StageContext
@@ -233,3 +233,21 @@ def test_gate_counts_nonfinite_predictions(student):
     cases = degrade_set(student.task, [("a", images(1, 16)[0])], None)
     result = int8_gate.check(student, broken, cases, 0, max_psnr_drop=100, min_detail_kept=0)
     assert result.nonfinite == 3 * 16 * 16 * 3 and not result.passed and "NaN/Inf" in result.summary()
+
+
+def test_the_cpu_re_encoding_without_onnx_is_one_clear_error(int8_path, monkeypatch):
+    import builtins
+
+    from edgeir.errors import BackendError
+    from edgeir.runtime.cpu_int8 import for_cpu
+
+    real_import = builtins.__import__
+
+    def no_onnx(name, *args, **kwargs):
+        if name == "onnx" or name.startswith("onnx."):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_onnx)
+    with pytest.raises(BackendError, match="pip install onnx"):
+        for_cpu(int8_path.read_bytes())

@@ -52,7 +52,7 @@ def numpy1_python(tmp_path_factory) -> Path:
     env = tmp_path_factory.mktemp("numpy1")
     venv.create(env, with_pip=True)
     python = env / "bin" / "python"
-    deps = ["numpy<2", "onnxruntime", "pillow", "pydantic"]
+    deps = ["numpy<2", "onnxruntime", "onnx", "pillow", "pydantic"]
     done = subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", *deps],
                           check=False, capture_output=True, text=True, timeout=600)
     if done.returncode:

@@ -42,12 +42,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--teacher", default="sr4x")
     ap.add_argument("--eval-size", type=int, default=128, help="centre crop of each held-out image")
-    ap.add_argument("--students", default="4:120:1e-4,2:500:1e-4,1:1500:2e-4",
-                    help="steps:iterations:lr of each student")
-    ap.add_argument("--pairs", type=int, default=256, help="50-step teacher outputs to regress")
+    ap.add_argument("--students", default="4:120:1e-4:30,2:500:1e-4:30,1:3000:2e-4:0",
+                    help="steps:iterations:lr[:detail weight] of each student (default weight: --detail-weight)")
+    ap.add_argument("--pairs", type=int, default=1024, help="50-step teacher outputs to regress")
     ap.add_argument("--patch", type=int, default=128, help="training crops (the teacher's training size)")
     ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--detail-weight", type=float, default=30.0)
+    ap.add_argument("--detail-weight", type=float, default=30.0, help="for students that name none")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--latency-runs", type=int, default=5, help="timed restorations per model (median)")
     ap.add_argument("--work", type=Path, help="keep the teacher outputs and checkpoints here (resumable)")
@@ -75,9 +75,11 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         minutes = {}
         for spec in args.students.split(","):
-            k, iterations, lr = int(spec.split(":")[0]), int(spec.split(":")[1]), float(spec.split(":")[2])
-            s = DistillSettings(method="direct", steps=k, iterations=iterations, batch=args.batch,
-                                patch=args.patch, pairs=args.pairs, lr=lr, detail_weight=args.detail_weight)
+            k, iterations, lr, *weight = spec.split(":")
+            k = int(k)
+            s = DistillSettings(method="direct", steps=k, iterations=int(iterations), batch=args.batch,
+                                patch=args.patch, pairs=args.pairs, lr=float(lr),
+                                detail_weight=float(weight[0]) if weight else args.detail_weight)
             ctx = StageContext(teacher=teacher, student=teacher, train_images=images, eval_cases=cases,
                                work_dir=work, seed=args.seed, progress=progress_bar)
             t0 = time.time()

@@ -6,17 +6,17 @@ arrive as FP32 initializers behind a QuantizeLinear. ``fold_weights`` quantizes 
 once, so the file stores INT8 weights (about a quarter of FP32) followed by a DequantizeLinear: the form
 TensorRT and onnxruntime both recognise as a quantized weight (``edgeir.export.readiness`` checks the rest of
 what TensorRT accepts: signed INT8, zero point 0, per-channel weight scales on axis 0, standard operators).
+onnxruntime's CPU provider gets the same graph re-encoded (``edgeir.runtime.cpu_int8``).
 """
 
 from __future__ import annotations
-
-import copy
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from edgeir.export.readiness import QDQ, constants
+from edgeir.export.readiness import constants
+from edgeir.runtime.cpu_int8 import drop_unused
 
 
 def _axis(node: onnx.NodeProto) -> int:
@@ -49,39 +49,4 @@ def fold_weights(model: onnx.ModelProto) -> onnx.ModelProto:
     for node in graph.node:
         node.input[:] = [renamed.get(i, i) for i in node.input]
     onnx.checker.check_model(model)
-    return _drop_unused(model)
-
-
-def _drop_unused(model: onnx.ModelProto) -> onnx.ModelProto:
-    graph = model.graph
-    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
-    for init in [i for i in graph.initializer if i.name not in used]:
-        graph.initializer.remove(init)
-    for node in [n for n in graph.node if n.op_type == "Constant" and n.output[0] not in used]:
-        graph.node.remove(node)
-    return model
-
-
-def uint8_activations(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The same graph with activations stored as uint8 (zero point + 128): an exact re-encoding.
-
-    onnxruntime's x86 CPU kernels are fast for uint8 activations with int8 weights and slow for int8 ones. Its
-    own s8->u8 pass converts only Q/DQ pairs whose tensor has a single reader, and a convolution whose input
-    and output end up with different types is not fused into QLinearConv; converting every pair here lets all
-    of them fuse. For CPU execution only: the file on disk keeps the int8 form TensorRT needs."""
-    model = copy.deepcopy(model)
-    graph = model.graph
-    consts = constants(graph)
-    converted: dict[str, str] = {}
-    for node in graph.node:
-        if node.op_type not in QDQ or node.input[0] in consts or len(node.input) < 3:
-            continue
-        zp = consts[node.input[2]]
-        if zp.dtype != np.int8:
-            continue
-        if node.input[2] not in converted:
-            name = f"{node.input[2]}_uint8"
-            graph.initializer.append(numpy_helper.from_array((zp.astype(np.int16) + 128).astype(np.uint8), name))
-            converted[node.input[2]] = name
-        node.input[2] = converted[node.input[2]]
-    return _drop_unused(model)
+    return drop_unused(model)

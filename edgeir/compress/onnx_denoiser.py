@@ -11,11 +11,11 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from edgeir.compress.int8_onnx import uint8_activations
 from edgeir.errors import BackendError
 from edgeir.export.unet import INPUTS
 from edgeir.models.config import RestorerConfig
 from edgeir.models.restorer import Restorer
+from edgeir.runtime.cpu_int8 import uint8_activations
 
 
 def cpu_session(path: str | Path, threads: int | None = None) -> ort.InferenceSession:

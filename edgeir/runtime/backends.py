@@ -19,6 +19,7 @@ from typing import Protocol
 import numpy as np
 
 from edgeir.errors import BackendError
+from edgeir.runtime.cpu_int8 import for_cpu
 from edgeir.runtime.manifest import Variant
 
 PREFERENCE = ("tensorrt", "ort-trt", "ort-cuda", "ort-cpu")
@@ -48,7 +49,7 @@ def cache_root() -> Path:
 
 
 class OrtSession:
-    def __init__(self, backend: str, graph: bytes, variant: Variant, cache: Path):
+    def __init__(self, backend: str, graph: bytes, variant: Variant, cache: Path, threads: int | None = None):
         try:
             import onnxruntime as ort
         except ImportError:
@@ -65,8 +66,12 @@ class OrtSession:
                                      "trt_fp16_enable": variant.precision != "fp32",
                                      "trt_int8_enable": variant.precision == "int8"}),
                          "CUDAExecutionProvider", "CPUExecutionProvider"]
+        if backend == "ort-cpu" and variant.precision == "int8":
+            graph = for_cpu(graph)
         opts = ort.SessionOptions()
         opts.log_severity_level = 3  # onnxruntime's warnings are for its developers; ours are one line
+        if threads:
+            opts.intra_op_num_threads = threads
         try:
             self.session = ort.InferenceSession(graph, opts, providers=providers)
         except Exception as e:  # noqa: BLE001 - onnxruntime raises its own unrelated exception types
@@ -86,16 +91,17 @@ class OrtSession:
         return self.session.run([self.output], feeds)[0]
 
 
-def _open(name: str, graph: bytes, variant: Variant, cache: Path, shapes: Shapes) -> Session:
+def _open(name: str, graph: bytes, variant: Variant, cache: Path, shapes: Shapes, threads: int | None
+          ) -> Session:
     if name == "tensorrt":
         from edgeir.runtime.trt import TrtSession
 
         return TrtSession(graph, variant, cache, shapes)
-    return OrtSession(name, graph, variant, cache)
+    return OrtSession(name, graph, variant, cache, threads)
 
 
-def open_session(backend: str, graph: bytes, variant: Variant, cache: Path, shapes: Shapes
-                 ) -> tuple[Session, str, list[str]]:
+def open_session(backend: str, graph: bytes, variant: Variant, cache: Path, shapes: Shapes,
+                 threads: int | None = None) -> tuple[Session, str, list[str]]:
     """``(session, backend used, notes on the backends skipped)``; ``BackendError`` if none opens."""
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
@@ -106,7 +112,7 @@ def open_session(backend: str, graph: bytes, variant: Variant, cache: Path, shap
     notes = []
     for name in candidates:
         try:
-            return _open(name, graph, variant, cache, shapes), name, notes
+            return _open(name, graph, variant, cache, shapes, threads), name, notes
         except BackendError as e:
             if backend != "auto":
                 raise

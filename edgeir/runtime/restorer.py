@@ -39,9 +39,10 @@ class Restorer:
 
     @classmethod
     def load(cls, path: str | Path, backend: str = "auto", variant: str | None = None, tile: int | None = None,
-             batch: int | None = None) -> Restorer:
+             batch: int | None = None, threads: int | None = None) -> Restorer:
         """``backend``: auto, tensorrt, ort-trt, ort-cuda or ort-cpu. ``variant``/``tile``/``batch`` default to
-        the bundle's first variant and recommended tile (``edgeir bench --budget-ms`` finds better ones)."""
+        the bundle's first variant and recommended tile (``edgeir bench --budget-ms`` finds better ones).
+        ``threads``: onnxruntime's intra-op threads (default: one per core)."""
         bundle = load_bundle(path)
         m = bundle.manifest
         try:
@@ -53,8 +54,8 @@ class Restorer:
         if tile % m.multiple_of or tile < m.min_size:
             raise ConfigError(f"tile {tile} must be a multiple of {m.multiple_of} and at least {m.min_size}")
         shapes = Shapes(batch or GPU_BATCH, tile, tile, m.multiple_of)
-        session, used, notes = open_session(backend, bundle.files[v.graph], v,
-                                            cache_root() / "engines" / bundle.digest, shapes)
+        cache = cache_root() / "engines" / bundle.digest
+        session, used, notes = open_session(backend, bundle.files[v.graph], v, cache, shapes, threads)
         return cls(bundle, v, session, used, notes, tile, batch or (1 if used == "ort-cpu" else GPU_BATCH))
 
     @property
