@@ -13,7 +13,6 @@ from onnx import numpy_helper
 
 from edgeir.compress import int8_gate, layers, quantize
 from edgeir.compress.calibration import calibration_set
-from edgeir.runtime.cpu_int8 import uint8_activations
 from edgeir.compress.nncf_model import export_int8, network_graph, quantize_network, quantizers, weight_of
 from edgeir.compress.onnx_denoiser import cpu_session, onnx_restorer
 from edgeir.compress.stage import StageContext
@@ -24,6 +23,7 @@ from edgeir.export.readiness import check_tensorrt
 from edgeir.models.config import EdgeUNetSpec, RestorerConfig, SamplerConfig
 from edgeir.models.restorer import Restorer
 from edgeir.models.unet import UNetConfig
+from edgeir.runtime.cpu_int8 import uint8_activations
 from edgeir.tasks import SRTask
 
 TIMESTEPS = [900, 420, 60]  # a distilled student's own (uneven) schedule

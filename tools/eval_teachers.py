@@ -42,7 +42,7 @@ def main(size: int, sweep: bool, weights: str | None, only: tuple[str, ...], thr
         base = None
         for steps, temp in variants:
             r.config = r.config.model_copy(update={"sampler": s.model_copy(update={"temperature": temp})})
-            res = evaluate(lambda d, i: r.restore(d, seed=i, schedule=r.steps(steps)), r.task, cases,
+            res = evaluate(lambda d, i, r=r, n=steps: r.restore(d, seed=i, schedule=r.steps(n)), r.task, cases,
                            baseline=base is None, label=f"{name} {steps} steps T={temp}")
             if base is None:
                 base = res["baseline"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Literal, TypeVar
 
 import numpy as np
@@ -31,7 +32,7 @@ def ddim_steps(alphas_cumprod: np.ndarray, timesteps: Sequence[int], eta: float 
     """Steps over ``timesteps`` (descending). eta=0 is deterministic DDIM; eta=1 over every timestep is DDPM's
     ancestral sampler (the posterior variance beta-tilde). The last step lands on clean data (alpha_bar=1)."""
     ts = [int(t) for t in timesteps]
-    if any(b >= a for a, b in zip(ts, ts[1:])):
+    if any(b >= a for a, b in pairwise(ts)):
         raise ValueError(f"timesteps must be strictly descending, got {ts}")
     if ts[-1] < 0 or ts[0] >= len(alphas_cumprod):
         raise ValueError(f"timesteps must lie in [0, {len(alphas_cumprod) - 1}], got {ts}")

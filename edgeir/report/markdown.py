@@ -46,11 +46,11 @@ def render(report: dict, images: list[str]) -> str:
     for label, m in rows(report):
         lines.append(f"| {label} | " + " | ".join(_fmt(k, m.get(k)) for k in COLUMNS) + " |")
     size = report["stages"][0]["metrics"]["eval_size"] if report["stages"] else report["teacher"]["eval_size"]
-    lines += ["", f"Metrics are means over the held-out images ({size[0]}x{size[1]} crops). PSNR/SSIM: Y channel, "
-              "BasicSR convention. Detail: high-frequency energy relative to ground truth. PSNR vs teacher: "
-              "against the teacher's output from the same noise. Latency: median time of one whole restoration on "
-              "the machine that ran the pipeline (torch eager; onnxruntime for INT8 stages, whose network is an "
-              "ONNX graph). Size: the smallest deployable file.", ""]
+    lines += ["", (f"Metrics are means over the held-out images ({size[0]}x{size[1]} crops). PSNR/SSIM: Y channel, "
+                   "BasicSR convention. Detail: high-frequency energy relative to ground truth. PSNR vs teacher: "
+                   "against the teacher's output from the same noise. Latency: median time of one whole restoration "
+                   "on the machine that ran the pipeline (torch eager; onnxruntime for INT8 stages, whose network is "
+                   "an ONNX graph). Size: the smallest deployable file."), ""]
     for s in report["stages"]:
         gates = s.get("gates") or []
         if gates:

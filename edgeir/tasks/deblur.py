@@ -25,7 +25,7 @@ def motion_kernel(length: int, angle_deg: float) -> np.ndarray:
     a = np.deg2rad(angle_deg)
     for s in np.linspace(-(length - 1) / 2, (length - 1) / 2, 4 * length):
         y, x = c + s * np.sin(a), c + s * np.cos(a)
-        k[int(round(y)), int(round(x))] += 1
+        k[int(np.rint(y)), int(np.rint(x))] += 1
     return k / k.sum()
 
 
