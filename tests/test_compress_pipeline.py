@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from conftest import tiny_config
 
 from edgeir.cli import main
-from edgeir.compress import distill
+from edgeir.compress import distill, latency, pipeline
 from edgeir.compress.pipeline import compress
 from edgeir.compress.recipe import parse_recipe
 from edgeir.data.images import Picture, write_image
@@ -40,8 +40,17 @@ def weights(folder) -> dict:
     return load_restorer(folder).denoiser.net.state_dict()
 
 
-def test_a_run_writes_one_loadable_model_per_stage_and_a_report(tmp_path):
+def test_a_run_writes_one_loadable_model_per_stage_and_a_report(tmp_path, monkeypatch):
     _, raw = setup_run(tmp_path)
+    timed = []
+
+    def record(models, degraded, **kw):
+        timed.append([len(m.steps()) for m in models])
+        ms = latency.interleaved_latency(models, degraded, runs=1, **kw)
+        timed.append(ms)
+        return ms
+
+    monkeypatch.setattr(pipeline, "interleaved_latency", record)
     report = compress(parse_recipe(raw), tmp_path / "out")
     out = tmp_path / "out"
     assert report == json.loads((out / "report.json").read_text())
@@ -55,6 +64,10 @@ def test_a_run_writes_one_loadable_model_per_stage_and_a_report(tmp_path):
     assert m["macs"] * 4 == report["teacher"]["macs"]  # same network, a quarter of the evaluations
     assert report["stages"][0]["gates"][0]["gate"] == "max_psnr_drop" and report["stages"][0]["gates"][0]["passed"]
     assert report["targets"]["latency_ms"]["met"] and not report["targets"]["size_mb"]["met"]
+    # the teacher and both stages were timed together once, at the end, and those are the figures reported
+    assert timed[0] == [4, 2, 1]
+    assert [report["teacher"]["latency_ms"]] + [s["metrics"]["latency_ms"] for s in report["stages"]] == timed[1]
+    assert report["targets"]["latency_ms"]["measured"] == timed[1][-1]
     assert not (out / "work").exists() or not any((out / "work").iterdir())
     leftovers = [p.name for p in out.rglob(".*")]
     assert not leftovers, f"temporary files left behind: {leftovers}"

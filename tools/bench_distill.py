@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ from rich.table import Table
 from edgeir.compress import distill
 from edgeir.compress.distill import DistillSettings, with_timesteps
 from edgeir.compress.gates import measure_model
+from edgeir.compress.latency import interleaved_latency
 from edgeir.compress.stage import StageContext
 from edgeir.data.builtin import builtin_images
 from edgeir.diffusion.schedules import spaced_timesteps
@@ -89,8 +89,7 @@ def main() -> None:
             rows.append((f"distilled, {k} step{'s' if k > 1 else ''}", m))
             models.append(student)
 
-    # Shared cores make single timings swing several-fold, so every model is timed in the same rounds.
-    for (name, m), ms in zip(rows, interleaved_latency(models, cases[0][2], args.latency_runs)):
+    for (name, m), ms in zip(rows, one_thread_latency(models, cases[0][2], args.latency_runs)):
         m["latency_ms"] = ms
 
     table = Table(title=f"{args.teacher}: step distillation, {len(cases)} held-out images at "
@@ -116,23 +115,14 @@ def main() -> None:
                                         default=str))
 
 
-def interleaved_latency(models: list, degraded, runs: int) -> list[float]:
-    """Median milliseconds of one whole restoration per model, single-threaded, timed round-robin after a
-    warm-up so that every model meets the same competition for the CPU."""
+def one_thread_latency(models: list, degraded, runs: int) -> list[float]:
+    """``interleaved_latency`` on one torch thread, as an edge CPU app would restore."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    times: list[list[float]] = [[] for _ in models]
     try:
-        for model in models:
-            model.restore(degraded, seed=0)
-        for _ in range(runs):
-            for i, model in enumerate(models):
-                start = time.perf_counter()
-                model.restore(degraded, seed=0)
-                times[i].append(1000 * (time.perf_counter() - start))
+        return interleaved_latency(models, degraded, runs)
     finally:
         torch.set_num_threads(threads)
-    return [statistics.median(t) for t in times]
 
 
 def _goals(rows: dict, n_teacher: int) -> list[str]:

@@ -45,12 +45,14 @@ def render(report: dict, images: list[str]) -> str:
              "| stage | " + " | ".join(HEADERS) + " |", "|---" * (len(HEADERS) + 1) + "|"]
     for label, m in rows(report):
         lines.append(f"| {label} | " + " | ".join(_fmt(k, m.get(k)) for k in COLUMNS) + " |")
+    timing = ("the teacher and every stage timed together in rounds on the first held-out image at the end of the "
+              "run" if report["status"] == "completed" else "each stage timed as it finished")
     size = report["stages"][0]["metrics"]["eval_size"] if report["stages"] else report["teacher"]["eval_size"]
     lines += ["", (f"Metrics are means over the held-out images ({size[0]}x{size[1]} crops). PSNR/SSIM: Y channel, "
                    "BasicSR convention. Detail: high-frequency energy relative to ground truth. PSNR vs teacher: "
                    "against the teacher's output from the same noise. Latency: median time of one whole restoration "
-                   "on the machine that ran the pipeline (torch eager; onnxruntime for INT8 stages, whose network is "
-                   "an ONNX graph). Size: the smallest deployable file."), ""]
+                   f"on the machine that ran the pipeline, {timing} (torch eager; onnxruntime for INT8 stages, whose "
+                   "network is an ONNX graph). Size: the smallest deployable file."), ""]
     for s in report["stages"]:
         gates = s.get("gates") or []
         if gates:
