@@ -8,8 +8,9 @@ Every model is measured by the pipeline's own ``edgeir.compress.gates.measure_mo
 held-out photographs: PSNR/SSIM (Y), HaarPSI and detail against ground truth, PSNR against the 50-step
 teacher's output from the same noise. Latency is the median wall time of one whole restoration (torch, one
 thread, this CPU), all models timed in the same interleaved rounds.
-The students are trained by the distill stage itself (``edgeir.compress.distill.run``, direct method); they
-share one set of 50-step teacher outputs.
+The students are trained by the distill stage itself (``edgeir.compress.distill.run``): by default the direct
+method, where they share one set of 50-step teacher outputs; ``--method progressive`` halves the teacher's
+steps instead (iterations per halving round).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--teacher", default="sr4x")
     ap.add_argument("--eval-size", type=int, default=128, help="centre crop of each held-out image")
+    ap.add_argument("--method", choices=("direct", "progressive"), default="direct")
     ap.add_argument("--students", default="4:120:1e-4:30,2:500:1e-4:30,1:3000:2e-4:0",
                     help="steps:iterations:lr[:detail weight] of each student (default weight: --detail-weight)")
     ap.add_argument("--pairs", type=int, default=1024, help="50-step teacher outputs to regress")
@@ -77,7 +79,7 @@ def main() -> None:
         for spec in args.students.split(","):
             k, iterations, lr, *weight = spec.split(":")
             k = int(k)
-            s = DistillSettings(method="direct", steps=k, iterations=int(iterations), batch=args.batch,
+            s = DistillSettings(method=args.method, steps=k, iterations=int(iterations), batch=args.batch,
                                 patch=args.patch, pairs=args.pairs, lr=float(lr),
                                 detail_weight=float(weight[0]) if weight else args.detail_weight)
             ctx = StageContext(teacher=teacher, student=teacher, train_images=images, eval_cases=cases,
