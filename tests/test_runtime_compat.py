@@ -33,7 +33,9 @@ np.savez(sys.argv[2], **out)
 
 
 def _runtime_modules() -> list[str]:
-    code = "import sys, edgeir.runtime, edgeir.runtime.trt; print(sorted(m for m in sys.modules if m.startswith('edgeir')))"
+    # edgeir.export.readiness: imported lazily when the CPU provider re-encodes an INT8 graph (runtime.cpu_int8)
+    code = ("import sys, edgeir.runtime, edgeir.runtime.trt, edgeir.export.readiness; "
+            "print(sorted(m for m in sys.modules if m.startswith('edgeir')))")
     return ast.literal_eval(subprocess.check_output([sys.executable, "-c", code], cwd=ROOT, text=True))
 
 
