@@ -27,7 +27,7 @@ def sr(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def inpaint(tmp_path_factory):
-    restorer = tiny_restorer(InpaintTask())
+    restorer = tiny_restorer(InpaintTask(fill="biharmonic"))
     return restorer, make_bundle(restorer, tmp_path_factory.mktemp("inp") / "inp", kinds=("sampler", "unet"))
 
 
@@ -47,6 +47,7 @@ def test_matches_torch_pipeline_untiled(case, variant, request):
                                             torch.from_numpy(noise)[None])
     ref = task.compose(ref[0].permute(1, 2, 0).numpy(), degraded)
     runtime = Restorer.load(bundle, backend="ort-cpu", variant=variant, tile=64)
+    assert runtime.task == task  # the manifest carries the whole task, inpainting's hole fill included
     out = runtime.restore_rgb(image, seed=7, mask=mask)
     assert out.shape == ref.shape
     assert np.abs(out - ref).max() < 1e-3

@@ -3,7 +3,7 @@ import pytest
 
 from edgeir.tasks import DeblurTask, InpaintTask, SRTask
 from edgeir.tasks.deblur import gaussian_kernel, motion_kernel
-from edgeir.tasks.inpaint import pyramid_fill
+from edgeir.tasks.fill import pyramid_fill
 
 
 @pytest.fixture

@@ -1,10 +1,11 @@
 """Inpainting: free-form strokes and boxes. The condition is the masked image, its holes pre-filled by a cheap
-pyramid fill, plus a mask channel; the baseline is scikit-image's biharmonic inpainting; known pixels are kept
-in the output.
+smooth fill (``edgeir.tasks.fill``), plus a mask channel; the baseline is scikit-image's biharmonic inpainting;
+known pixels are kept in the output.
 
 The pre-fill matters: with mid-grey holes the network must produce the whole hole content as its residual and,
 since holes are a small share of the pixels, it learns to leave them greyish. With a smooth fill as the base it
-only adds what a smooth fill misses, as the super-resolution and deblurring networks do."""
+only adds what a smooth fill misses, as the super-resolution and deblurring networks do. The fill is part of
+the model's contract (its config names it): a network trained on one fill's base sees another's as a shift."""
 
 from __future__ import annotations
 
@@ -15,27 +16,9 @@ from PIL import Image, ImageDraw
 from pydantic import Field
 
 from edgeir.tasks.base import Degraded, Task
+from edgeir.tasks.fill import biharmonic_fill, pyramid_fill
 
-
-def pyramid_fill(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Fill holes by push-pull: average known pixels down a 2x pyramid, then fill each level's holes from the
-    (smoothed) coarser level. Smooth, O(pixels), numpy only (the runtime uses it too)."""
-    known = (~mask).astype(np.float32)[..., None]
-    levels = [(image.astype(np.float32) * known, known)]
-    while min(levels[-1][1].shape[:2]) > 1:
-        v, w = levels[-1]
-        h2, w2 = -(-v.shape[0] // 2), -(-v.shape[1] // 2)
-        pad = ((0, 2 * h2 - v.shape[0]), (0, 2 * w2 - v.shape[1]), (0, 0))
-        v, w = np.pad(v, pad), np.pad(w, pad)
-        levels.append(tuple(a.reshape(h2, 2, w2, 2, -1).sum((1, 3)) for a in (v, w)))
-    v, w = levels[-1]
-    est = v / np.maximum(w, 1e-8)
-    for v, w in reversed(levels[:-1]):
-        up = np.repeat(np.repeat(est, 2, 0), 2, 1)[: v.shape[0], : v.shape[1]]
-        up = (up + np.roll(up, 1, 0) + np.roll(up, -1, 0) + np.roll(up, 1, 1) + np.roll(up, -1, 1)) / 5
-        alpha = np.minimum(w, 1.0)
-        est = alpha * (v / np.maximum(w, 1e-8)) + (1 - alpha) * up
-    return np.where(mask[..., None], est, image).astype(np.float32)
+FILLS = {"pyramid": pyramid_fill, "biharmonic": biharmonic_fill}
 
 
 def _draw_mask(h: int, w: int, rng: np.random.Generator, kind: str) -> np.ndarray:
@@ -73,6 +56,8 @@ class InpaintTask(Task):
     cond_channels: int = 4
     mask: Literal["strokes", "boxes", "mixed"] = "mixed"
     max_coverage: float = Field(0.4, gt=0, le=0.9)
+    # "pyramid" is what models without this field were trained on; "biharmonic" continues edges into holes
+    fill: Literal["pyramid", "biharmonic"] = "pyramid"
 
     def degrade(self, gt: np.ndarray, rng: np.random.Generator) -> Degraded:
         mask = random_mask(gt.shape[0], gt.shape[1], rng, self.mask, self.max_coverage)
@@ -80,7 +65,7 @@ class InpaintTask(Task):
 
     def condition(self, d: Degraded) -> np.ndarray:
         mask = d.mask if d.mask is not None else np.zeros(d.image.shape[:2], bool)
-        filled = pyramid_fill(d.image, mask)
+        filled = FILLS[self.fill](d.image, mask)
         return np.concatenate([filled, mask[..., None]], axis=-1).astype(np.float32) * 2 - 1
 
     def loss_weight(self, cond):

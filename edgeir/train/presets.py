@@ -21,7 +21,7 @@ PRESETS: dict[str, RestorerConfig] = {
         sampler=SamplerConfig(steps=50),
     ),
     "inpaint": RestorerConfig(
-        task=InpaintTask(),
+        task=InpaintTask(fill="biharmonic"),
         network=EdgeUNetSpec(config=UNetConfig(cond_channels=4, unshuffle=4, channels=(64, 96, 128))),
         residual_scale=2.0,
         sampler=SamplerConfig(steps=50),
