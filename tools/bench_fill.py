@@ -1,17 +1,19 @@
 """The inpainting condition's hole fills against scikit-image's exact biharmonic inpainting (the task's
 baseline), in one table: quality of the fill alone on the held-out photographs, and its time at 1080p.
 
-    python tools/bench_fill.py [--size 256] [--runs 3]
+    python tools/bench_fill.py [--size 256] [--runs 5]
 
 Quality: the inpainting task's degradation of each held-out photograph's centre crop (the eval's seeds), holes
 filled by each method, metrics against ground truth as everywhere else. Time: median wall time of filling a
-1920x1080 image with a "mixed" mask drawn as the task draws them, on this CPU.
+1920x1080 image with a "mixed" mask drawn as the task draws them, on this CPU. Memory: the fill's peak numpy
+allocations for that image (tracemalloc, in a separate untimed call), in bytes per pixel.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+import tracemalloc
 
 import numpy as np
 from rich.console import Console
@@ -28,7 +30,7 @@ from edgeir.tasks.inpaint import random_mask
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=256, help="centre crop of each held-out photograph")
-    ap.add_argument("--runs", type=int, default=3, help="timed 1080p fills per method (median)")
+    ap.add_argument("--runs", type=int, default=5, help="timed 1080p fills per method (median)")
     args = ap.parse_args()
 
     task = InpaintTask()
@@ -43,7 +45,7 @@ def main() -> None:
     hole = random_mask(1080, 1920, np.random.default_rng(1), "mixed", task.max_coverage)
     table = Table(title=f"inpainting hole fills: {len(cases)} held-out photographs at {args.size}px; "
                         f"time at 1920x1080 ({hole.mean():.0%} holes)")
-    for col in ("fill", *METRICS, "ms at 1080p"):
+    for col in ("fill", *METRICS, "ms at 1080p", "peak bytes/pixel"):
         table.add_column(col, justify="left" if col == "fill" else "right")
     for name, fill in methods.items():
         m = mean_metrics([measure(fill(d.image, d.mask), gt, crop=task.scale) for _, gt, d in cases])
@@ -52,7 +54,11 @@ def main() -> None:
             start = time.perf_counter()
             fill(big, hole)
             times.append(1000 * (time.perf_counter() - start))
-        table.add_row(name, *(f"{m[k]:.4f}" for k in METRICS), f"{np.median(times):.0f}")
+        tracemalloc.start()
+        fill(big, hole)
+        peak = tracemalloc.get_traced_memory()[1] / hole.size
+        tracemalloc.stop()
+        table.add_row(name, *(f"{m[k]:.4f}" for k in METRICS), f"{np.median(times):.0f}", f"{peak:.0f}")
     Console(width=120).print(table)
 
 

@@ -67,13 +67,19 @@ def biharmonic_fill(image: np.ndarray, mask: np.ndarray, iterations: int = 8, ma
 def _solve(u: np.ndarray, free: np.ndarray, iterations: int) -> None:
     """Conjugate gradients on the ``free`` pixels of HxWxC ``u``, in place, minimising the squared Laplacian
     (so ``Δ²u = 0`` there) with the other pixels as the boundary condition. The Laplacian is the grid graph's
-    (the image border mirrors the edge pixel), which keeps the system symmetric. Only the free pixels and
-    their 4-neighbours are touched, so a step costs O(holes)."""
+    (the image border mirrors the edge pixel), which keeps the system symmetric. The solve works on a compact
+    copy of the pixels within two steps of a free one, so its buffers and steps grow with the holes, not the
+    image."""
     h, w = free.shape
-    planes = np.ascontiguousarray(u.reshape(h * w, -1).T)  # (C, HW): gathers run along contiguous rows
-    ring = np.flatnonzero(_dilate(free))  # the free pixels and their neighbours: where Δ is needed
-    inner = np.flatnonzero(free)
-    ring_nb, inner_nb = _neighbours(ring, h, w), _neighbours(inner, h, w)
+    ring = _dilate(free)  # where Δ is needed: the free pixels and their neighbours
+    reach = np.flatnonzero(_dilate(ring))  # where Δ reads from
+    slot = np.full(h * w, -1, np.intp)
+    slot[reach] = np.arange(reach.size)
+    inner_px, ring_px = np.flatnonzero(free), np.flatnonzero(ring)
+    ring_nb, inner_nb = slot[_neighbours(ring_px, h, w)], slot[_neighbours(inner_px, h, w)]
+    inner, ring = slot[inner_px], slot[ring_px]  # positions in the compact copy
+    flat = u.reshape(h * w, -1)
+    planes = np.ascontiguousarray(flat[reach].T)  # (C, N): gathers run along contiguous rows
     scratch = np.zeros_like(planes)
 
     def bilaplacian(field: np.ndarray) -> np.ndarray:
@@ -96,7 +102,7 @@ def _solve(u: np.ndarray, free: np.ndarray, iterations: int) -> None:
         r -= alpha * ap
         rr, previous = float((r * r).sum()), rr
         p = r + (rr / previous) * p
-    u[...] = planes.T.reshape(u.shape)
+    flat[inner_px] = planes[:, inner].T
 
 
 def _dilate(m: np.ndarray) -> np.ndarray:
