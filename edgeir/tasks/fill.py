@@ -71,11 +71,11 @@ def _solve(u: np.ndarray, free: np.ndarray, iterations: int) -> None:
     copy of the pixels within two steps of a free one, so its buffers and steps grow with the holes, not the
     image."""
     h, w = free.shape
-    ring = _dilate(free)  # where Δ is needed: the free pixels and their neighbours
-    reach = np.flatnonzero(_dilate(ring))  # where Δ reads from
+    near = _dilate(free)  # where Δ is needed: the free pixels and their neighbours
+    reach = np.flatnonzero(_dilate(near))  # where Δ reads from
     slot = np.full(h * w, -1, np.intp)
     slot[reach] = np.arange(reach.size)
-    inner_px, ring_px = np.flatnonzero(free), np.flatnonzero(ring)
+    inner_px, ring_px = np.flatnonzero(free), np.flatnonzero(near)
     ring_nb, inner_nb = slot[_neighbours(ring_px, h, w)], slot[_neighbours(inner_px, h, w)]
     inner, ring = slot[inner_px], slot[ring_px]  # positions in the compact copy
     flat = u.reshape(h * w, -1)
