@@ -74,6 +74,23 @@ def test_direct_distillation_regresses_the_teachers_output(tiny_restorer, tmp_pa
     assert after < 0.5 * before, (before, after)
 
 
+def test_the_psnr_loss_weights_every_crop_alike():
+    goal = torch.zeros(2, 3, 8, 8)
+    pred = torch.stack([torch.full((3, 8, 8), 1.0), torch.full((3, 8, 8), 0.01)])
+    mse, psnr = DistillSettings(loss="mse"), DistillSettings(loss="psnr")
+    assert float(distill._loss(pred, goal, 1.0, mse)) == pytest.approx((1 + 1e-4) / 2)
+    assert float(distill._loss(pred, goal, 1.0, psnr)) == pytest.approx(np.log(1e-4) / 2, rel=1e-5)
+    # Halving the smooth crop's error gains the psnr loss as much as halving the textured one's; under mse
+    # the smooth crop hardly counts.
+    gain = {}
+    for name, s in (("mse", mse), ("psnr", psnr)):
+        base = float(distill._loss(pred, goal, 1.0, s))
+        gain[name] = [base - float(distill._loss(pred * torch.tensor([a, b])[:, None, None, None], goal, 1.0, s))
+                      for a, b in ((0.5, 1.0), (1.0, 0.5))]
+    assert gain["psnr"][0] == pytest.approx(gain["psnr"][1], rel=1e-4)
+    assert gain["mse"][1] < 1e-3 * gain["mse"][0]
+
+
 def test_progressive_distillation_halves_the_steps_round_by_round(tiny_restorer, tmp_path):
     s = DistillSettings(method="progressive", steps=1, teacher_steps=4, iterations=30, batch=4, patch=16,
                         lr=2e-3)
