@@ -142,10 +142,9 @@ def fresh_table(names: list[str], models: list, cond, noise, target, args) -> Ta
     """Mean PSNR (Y) against the teacher's output per third of the crops, ordered by DDIM 4's."""
     def psnrs(model) -> np.ndarray:
         out = model.to_image(model.sample(cond, noise), cond).permute(0, 2, 3, 1).numpy()
-        ref = teacher_image.permute(0, 2, 3, 1).numpy()
         return np.array([psnr_y(o, r) for o, r in zip(out, ref)])
 
-    teacher_image = models[0].to_image(target, cond)
+    ref = models[0].to_image(target, cond).permute(0, 2, 3, 1).numpy()
     scores = {name: psnrs(m) for name, m in zip(names, models)}
     thirds = np.array_split(np.argsort(scores["teacher, DDIM 4"]), 3)
     table = Table(title=f"PSNR vs teacher-50 on {args.fresh} unseen {args.patch} px training crops, by how "
