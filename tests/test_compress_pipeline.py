@@ -10,6 +10,7 @@ from edgeir.cli import main
 from edgeir.compress import distill, latency, pipeline
 from edgeir.compress.pipeline import compress
 from edgeir.compress.recipe import parse_recipe
+from edgeir.data.builtin import EXTRA, TRAIN, builtin_images
 from edgeir.data.images import Picture, write_image
 from edgeir.errors import ConfigError, QualityGateError
 from edgeir.load import load_restorer, save_restorer
@@ -173,3 +174,15 @@ def test_cli_prints_json_and_turns_gate_failures_into_one_line(tmp_path):
     assert worse.stderr.strip() == (f"error: {tmp_path / 'bad.yaml'}: stages.0.distill.steps: Input should be "
                                     "greater than or equal to 1")
     assert not (tmp_path / "c").exists()
+
+
+def test_builtin_wide_adds_the_extra_photographs_to_the_teachers_training_ones(tmp_path):
+    teacher, raw = setup_run(tmp_path)
+    got = {}
+    for name in ("builtin", "builtin-wide"):
+        raw["data"]["train"] = name
+        got[name], _ = pipeline._data(parse_recipe(raw), load_restorer(teacher))
+    want = [im for _, im in builtin_images("train")] + [im for _, im in builtin_images("extra")]
+    assert len(got["builtin-wide"]) == len(TRAIN) + len(EXTRA) == len(want)
+    assert all(np.array_equal(a, b) for a, b in zip(got["builtin-wide"], want))
+    assert all(np.array_equal(a, b) for a, b in zip(got["builtin"], want[: len(TRAIN)]))

@@ -65,13 +65,29 @@ def test_direct_distillation_regresses_the_teachers_output(tiny_restorer, tmp_pa
     out = distill.run(s, context(tiny_restorer, tmp_path))
     student = out.model
     assert student.config.sampler.timesteps == [999] and out.info["teacher_steps"] == 4
-    pairs = load_file(str(tmp_path / "work" / "pairs-4steps-16x16px-seed0.safetensors"))
+    pairs = load_file(str(next((tmp_path / "work").glob("pairs-4steps-16x16px-seed0-*.safetensors"))))
     cond, noise, goal = pairs["cond"], pairs["noise"], pairs["target"]
     with torch.no_grad():
         torch.testing.assert_close(goal, tiny_restorer.sample(cond, noise, tiny_restorer.steps(4, eta=0.0)))
         before = float(((tiny_restorer.sample(cond, noise, tiny_restorer.steps(1)) - goal) ** 2).mean())
         after = float(((student.sample(cond, noise) - goal) ** 2).mean())
     assert after < 0.5 * before, (before, after)
+
+
+def test_other_training_images_never_reuse_a_work_folders_outputs_or_checkpoints(tiny_restorer, tmp_path):
+    s = DistillSettings(method="direct", steps=1, iterations=3, batch=2, patch=16, pairs=4, save_every=1)
+    first = context(tiny_restorer, tmp_path, seed=0)
+    distill.run(s, first)
+    other = context(tiny_restorer, tmp_path, seed=0)
+    other.train_images = [np.ascontiguousarray(im[::-1]) for im in other.train_images]  # same sizes, new pixels
+    distill.run(s, other)
+    work = tmp_path / "work"
+    assert len(list(work.glob("pairs-*.safetensors"))) == 2 and len(list(work.glob("direct-1-*.state"))) == 2
+    conds = [load_file(str(p))["cond"] for p in work.glob("pairs-*.safetensors")]
+    assert not torch.equal(*conds)
+    # The same images find their own outputs again.
+    assert distill._key(s, first.train_images) != distill._key(s, other.train_images)
+    assert distill._key(s, first.train_images) == distill._key(s, [im.copy() for im in first.train_images])
 
 
 def test_the_psnr_loss_weights_every_crop_alike():

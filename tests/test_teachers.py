@@ -22,7 +22,16 @@ def test_shipped_teacher_loads_and_runs(name):
 
 
 def test_builtin_split_is_disjoint_and_fixed():
-    from edgeir.data.builtin import HELDOUT, TRAIN
+    from edgeir.data.builtin import EXTRA, HELDOUT, SPLITS, TRAIN
 
-    assert not set(HELDOUT) & set(TRAIN)
+    assert not set(HELDOUT) & set(TRAIN) and not set(HELDOUT) & set(EXTRA) and not set(TRAIN) & set(EXTRA)
     assert HELDOUT == ("chelsea", "coffee", "rocket", "camera")
+    assert SPLITS["wide"] == TRAIN + EXTRA
+
+
+def test_the_extra_photographs_load_from_the_packages_that_ship_them():
+    images = dict(builtin_images("extra"))
+    assert set(images) == {"china", "flower", "grace_hopper"}
+    for name, im in images.items():
+        assert im.dtype == np.float32 and im.ndim == 3 and im.shape[2] == 3 and min(im.shape[:2]) >= 400, name
+        assert 0 <= im.min() and im.max() <= 1 and im.std() > 0.1, name  # a photograph, not a blank

@@ -35,6 +35,7 @@ from edgeir.compress import distill
 from edgeir.compress.distill import DistillSettings, with_timesteps
 from edgeir.compress.gates import measure_model
 from edgeir.compress.latency import interleaved_latency
+from edgeir.compress.recipe import BUILTIN_TRAIN
 from edgeir.compress.stage import StageContext
 from edgeir.data.builtin import builtin_images
 from edgeir.diffusion.schedules import spaced_timesteps
@@ -56,6 +57,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--detail-weight", type=float, default=30.0, help="for students that name none")
     ap.add_argument("--loss", choices=("mse", "psnr"), default="mse", help="the distill stage's loss")
+    ap.add_argument("--data", choices=tuple(BUILTIN_TRAIN), default="builtin",
+                    help="the students' training photographs, as a recipe's data.train names them")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--latency-runs", type=int, default=5, help="timed restorations per model (median)")
     ap.add_argument("--fresh", type=int, default=0, help="also compare on this many unseen training crops")
@@ -78,7 +81,7 @@ def main() -> None:
         rows.append((f"teacher, DDIM {k}", m))
         models.append(model)
 
-    images = [im for _, im in builtin_images("train")]
+    images = [im for _, im in builtin_images(BUILTIN_TRAIN[args.data])]
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)

@@ -114,10 +114,20 @@ def with_timesteps(model: Restorer, timesteps: list[int], provenance: dict) -> R
     return student
 
 
-def _key(s: DistillSettings) -> str:
-    """Names checkpoints by the settings that made them, so a work folder never resumes another run's."""
+def _key(s: DistillSettings, images: list[np.ndarray]) -> str:
+    """Names checkpoints by the settings and training images that made them, so a work folder never resumes
+    another run's."""
     own = s.model_dump(mode="json", include=set(DistillSettings.model_fields))
+    own["data"] = _fingerprint(images)
     return hashlib.sha256(json.dumps(own, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def _fingerprint(images: list[np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for im in images:
+        h.update(str(im.shape).encode())
+        h.update(np.ascontiguousarray(im).tobytes())
+    return h.hexdigest()[:8]
 
 
 def _rng(ctx: StageContext, *keys: int) -> np.random.Generator:
@@ -143,7 +153,7 @@ def _direct(s: DistillSettings, ctx: StageContext, images: list[np.ndarray]) -> 
         c, z, y = (a[idx].to(ctx.device) for a in (cond, noise, target))
         return _loss(view.sample(c, z, steps), y, weight(c), s)
 
-    student = _fit(student, loss, s, ctx, ctx.work_dir / f"direct-{s.steps}-{_key(s)}.state",
+    student = _fit(student, loss, s, ctx, ctx.work_dir / f"direct-{s.steps}-{_key(s, images)}.state",
                    f"distill direct -> {s.steps}")
     return student, {"method": "direct", "timesteps": ts, "teacher_steps": n_teacher, "pairs": s.pairs}
 
@@ -153,7 +163,8 @@ def _teacher_pairs(teacher: Restorer, n_steps: int, s: DistillSettings, ctx: Sta
     """(condition, initial noise, teacher's deterministic DDIM output), one per training crop; cached in the
     work folder (named by everything that makes them) so students of several step counts can share them.
     Under torchrun each process computes its share and all of them get the whole set."""
-    path = ctx.work_dir / f"pairs-{n_steps}steps-{s.pairs}x{s.patch}px-seed{ctx.seed}.safetensors"
+    path = ctx.work_dir / (f"pairs-{n_steps}steps-{s.pairs}x{s.patch}px-seed{ctx.seed}-"
+                           f"{_fingerprint(images)}.safetensors")
     if path.exists():
         d = load_file(str(path))
         return d["cond"], d["noise"], d["target"]
@@ -200,7 +211,7 @@ def _progressive(s: DistillSettings, ctx: StageContext, images: list[np.ndarray]
     rounds = []
     while len(ts) > s.steps:
         student_ts = ts[0::2]
-        folder = ctx.work_dir / f"round-{len(student_ts)}-{_key(s)}"
+        folder = ctx.work_dir / f"round-{len(student_ts)}-{_key(s, images)}"
         if folder.exists():
             student = load_restorer(folder, device=ctx.device)
         else:
@@ -251,7 +262,7 @@ def _round(teacher: Restorer, teacher_ts: list[int], student: Restorer, s: Disti
             goal = (x - st.c_x * x_t) / st.c_x0
         return _loss(view.x0(x_t, st, cond), goal, weight(cond), s)
 
-    return _fit(student, loss, s, ctx, ctx.work_dir / f"round-{n_round}-{_key(s)}.state",
+    return _fit(student, loss, s, ctx, ctx.work_dir / f"round-{n_round}-{_key(s, images)}.state",
                 f"distill {len(teacher_ts)} -> {n_round}")
 
 

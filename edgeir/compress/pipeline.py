@@ -31,7 +31,7 @@ from edgeir.commands.evaluate import ground_truth
 from edgeir.compress import ddp, distill, prune, quantize
 from edgeir.compress.gates import Cases, judge, measure_model
 from edgeir.compress.latency import interleaved_latency
-from edgeir.compress.recipe import Recipe
+from edgeir.compress.recipe import BUILTIN_TRAIN, Recipe
 from edgeir.compress.stage import StageContext, StageOutput
 from edgeir.data.builtin import builtin_images
 from edgeir.data.images import list_images, read_rgb
@@ -146,8 +146,8 @@ def _run_stage(stage, name: str, key: str, teacher: Restorer, student: Restorer,
 
 def _data(recipe: Recipe, teacher: Restorer) -> tuple[list[np.ndarray], Cases]:
     d = recipe.data
-    if d.train == "builtin":
-        train = [im for _, im in builtin_images("train")]
+    if d.train in BUILTIN_TRAIN:
+        train = [im for _, im in builtin_images(BUILTIN_TRAIN[d.train])]
     else:
         train = [read_rgb(p) for p in list_images(d.train)]
     images = ground_truth(None if d.eval == "builtin" else Path(d.eval))[: d.eval_images]

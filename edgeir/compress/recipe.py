@@ -37,8 +37,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# The built-in training splits a recipe may name (edgeir.data.builtin); anything else is a folder of images.
+BUILTIN_TRAIN = {"builtin": "train", "builtin-wide": "wide"}
+
+
 class DataSettings(_Strict):
-    train: str = "builtin"  # "builtin" (the built-in training photographs) or a folder of images
+    # "builtin" (the photographs the teachers learned from), "builtin-wide" (those and the other photographs
+    # installed packages ship: distillation gains from pictures the teacher never saw) or a folder of images
+    train: str = "builtin"
     eval: str = "builtin"  # "builtin" (the held-out photographs) or a folder of ground-truth images
     eval_size: int = Field(128, ge=16, le=4096)  # centre crop of each evaluation image, in output pixels
     eval_images: int | None = Field(None, ge=1)  # only the first N evaluation images
