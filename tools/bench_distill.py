@@ -8,6 +8,7 @@ Every model is measured by the pipeline's own ``edgeir.compress.gates.measure_mo
 held-out photographs: PSNR/SSIM (Y), HaarPSI and detail against ground truth, PSNR against the 50-step
 teacher's output from the same noise. Latency is the median wall time of one whole restoration (torch, one
 thread, this CPU), all models timed in the same interleaved rounds.
+``--noise-seeds N`` adds a table of the same comparison over N noise draws per held-out image.
 ``--fresh N`` adds a second table: PSNR against the 50-step teacher's output on N crops of the training
 photographs that no student trained on (new crops and noise), grouped by how close undistilled DDIM 4 comes,
 so a student's faithfulness on smooth and on textured content can be told apart.
@@ -63,6 +64,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--latency-runs", type=int, default=5, help="timed restorations per model (median)")
     ap.add_argument("--fresh", type=int, default=0, help="also compare on this many unseen training crops")
+    ap.add_argument("--noise-seeds", type=int, default=1,
+                    help="also report PSNR vs teacher-50 over this many noise draws per held-out image")
     ap.add_argument("--work", type=Path, help="keep the teacher outputs and checkpoints here (resumable)")
     ap.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = ap.parse_args()
@@ -127,6 +130,8 @@ def main() -> None:
                   highlight=False)
     if fresh is not None:
         console.print(fresh_table([name for name, _ in rows[1:]], models[1:], *fresh, args))
+    if args.noise_seeds > 1:
+        console.print(seeds_table([name for name, _ in rows[1:]], models, cases, args))
     goals = _goals(dict(rows), n_teacher)
     for line in goals:
         console.print(line, highlight=False)
@@ -161,6 +166,29 @@ def fresh_table(names: list[str], models: list, cond, noise, target, args) -> Ta
         table.add_column(col, justify="left" if col == "sampler" else "right")
     for name, v in scores.items():
         table.add_row(name, f"{v.mean():.2f}", *(f"{v[t].mean():.2f}" for t in thirds))
+    return table
+
+
+def seeds_table(names: list[str], models: list, cases, args) -> Table:
+    """PSNR against the teacher's 50-step output from the same noise, and detail as a share of the teacher's,
+    over ``args.noise_seeds`` noise draws per held-out image: one draw (the main table's) is a small sample."""
+    # measure_model gives image i the noise seed ``seed + i``, so steps of len(cases) never reuse a draw.
+    seeds = [args.seed + j * len(cases) for j in range(args.noise_seeds)]
+    vs = {name: [] for name in names}
+    detail = {name: [] for name in names}
+    for seed in seeds:
+        ref_metrics, reference = measure_model(models[0], cases, seed, label=f"teacher, seed {seed}")
+        for name, model in zip(names, models[1:]):
+            m, _ = measure_model(model, cases, seed, reference, label=f"{name}, seed {seed}")
+            vs[name].append(m["psnr_vs_teacher"])
+            detail[name].append(m["detail"] / ref_metrics["detail"])
+    table = Table(title=f"PSNR vs teacher-50 over {len(seeds)} noise draws per held-out image "
+                        f"(seeds {seeds[0]}, {seeds[1]}, ...)")
+    for col in ("sampler", "mean", "lowest", "highest", "detail (share of teacher's, mean)"):
+        table.add_column(col, justify="left" if col == "sampler" else "right")
+    for name in names:
+        table.add_row(name, f"{np.mean(vs[name]):.2f}", f"{min(vs[name]):.2f}", f"{max(vs[name]):.2f}",
+                      f"{np.mean(detail[name]):.1%}")
     return table
 
 
