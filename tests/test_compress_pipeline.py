@@ -186,3 +186,12 @@ def test_builtin_wide_adds_the_extra_photographs_to_the_teachers_training_ones(t
     assert len(got["builtin-wide"]) == len(TRAIN) + len(EXTRA) == len(want)
     assert all(np.array_equal(a, b) for a, b in zip(got["builtin-wide"], want))
     assert all(np.array_equal(a, b) for a, b in zip(got["builtin"], want[: len(TRAIN)]))
+
+
+def test_an_unknown_training_set_is_one_line_and_leaves_no_output_folder(tmp_path):
+    _, raw = setup_run(tmp_path)
+    raw["data"]["train"] = "builtin-wdie"
+    with pytest.raises(ConfigError, match=r"^data.train: builtin-wdie is neither a built-in set \(builtin, "
+                                          r"builtin-wide\) nor a folder$"):
+        compress(parse_recipe(raw), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -131,7 +131,7 @@ def main() -> None:
     if fresh is not None:
         console.print(fresh_table([name for name, _ in rows[1:]], models[1:], *fresh, args))
     if args.noise_seeds > 1:
-        console.print(seeds_table([name for name, _ in rows[1:]], models, cases, args))
+        console.print(seeds_table(rows, models, cases, args))
     goals = _goals(dict(rows), n_teacher)
     for line in goals:
         console.print(line, highlight=False)
@@ -169,14 +169,17 @@ def fresh_table(names: list[str], models: list, cond, noise, target, args) -> Ta
     return table
 
 
-def seeds_table(names: list[str], models: list, cases, args) -> Table:
+def seeds_table(rows: list, models: list, cases, args) -> Table:
     """PSNR against the teacher's 50-step output from the same noise, and detail as a share of the teacher's,
-    over ``args.noise_seeds`` noise draws per held-out image: one draw (the main table's) is a small sample."""
+    over ``args.noise_seeds`` noise draws per held-out image: one draw (the main table's ``rows``, which this
+    starts from) is a small sample."""
     # measure_model gives image i the noise seed ``seed + i``, so steps of len(cases) never reuse a draw.
     seeds = [args.seed + j * len(cases) for j in range(args.noise_seeds)]
-    vs = {name: [] for name in names}
-    detail = {name: [] for name in names}
-    for seed in seeds:
+    names = [name for name, _ in rows[1:]]
+    teacher_detail = rows[0][1]["detail"]
+    vs = {name: [m["psnr_vs_teacher"]] for name, m in rows[1:]}
+    detail = {name: [m["detail"] / teacher_detail] for name, m in rows[1:]}
+    for seed in seeds[1:]:
         ref_metrics, reference = measure_model(models[0], cases, seed, label=f"teacher, seed {seed}")
         for name, model in zip(names, models[1:]):
             m, _ = measure_model(model, cases, seed, reference, label=f"{name}, seed {seed}")

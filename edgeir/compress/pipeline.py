@@ -57,10 +57,10 @@ def compress(recipe: Recipe, out: str | Path, model: str | Path | None = None, r
     if teacher.config.task.name != recipe.task:
         raise ConfigError(f"task: the recipe is for {recipe.task} but {model or recipe.teacher} is a "
                           f"{teacher.config.task.name} model")
+    train_images, cases = _data(recipe, teacher)  # before the output folder exists: bad data leaves none
     problem = ddp.broadcast(_out_problem(out, resume) if ddp.is_main() else None)
     if problem:
         raise ConfigError(problem)
-    train_images, cases = _data(recipe, teacher)
     base_key = _digest({"teacher": _model_digest(teacher), "seed": recipe.seed,
                         "data": recipe.data.model_dump(mode="json")})
     reference, teacher_metrics = _reference(teacher, cases, recipe.seed, out / "teacher", base_key)
@@ -148,6 +148,9 @@ def _data(recipe: Recipe, teacher: Restorer) -> tuple[list[np.ndarray], Cases]:
     d = recipe.data
     if d.train in BUILTIN_TRAIN:
         train = [im for _, im in builtin_images(BUILTIN_TRAIN[d.train])]
+    elif not Path(d.train).is_dir():
+        raise ConfigError(f"data.train: {d.train} is neither a built-in set ({', '.join(BUILTIN_TRAIN)}) "
+                          "nor a folder")
     else:
         train = [read_rgb(p) for p in list_images(d.train)]
     images = ground_truth(None if d.eval == "builtin" else Path(d.eval))[: d.eval_images]

@@ -43,7 +43,8 @@ BUILTIN_TRAIN = {"builtin": "train", "builtin-wide": "wide"}
 
 class DataSettings(_Strict):
     # "builtin" (the photographs the teachers learned from), "builtin-wide" (those and the other photographs
-    # installed packages ship: distillation gains from pictures the teacher never saw) or a folder of images
+    # installed packages ship: distillation needs no ground truth, so it can learn from pictures the teacher
+    # never saw) or a folder of images
     train: str = "builtin"
     eval: str = "builtin"  # "builtin" (the held-out photographs) or a folder of ground-truth images
     eval_size: int = Field(128, ge=16, le=4096)  # centre crop of each evaluation image, in output pixels
