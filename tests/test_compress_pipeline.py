@@ -107,6 +107,24 @@ def test_resume_after_an_interrupted_stage_gives_the_uninterrupted_result(tmp_pa
         "latency_ms": report["stages"][1]["metrics"]["latency_ms"]}
 
 
+def test_chained_distill_stages_make_the_teachers_outputs_once(tmp_path, monkeypatch):
+    _, raw = setup_run(tmp_path)
+    raw["stages"][1] = {**raw["stages"][0], "steps": 1, "gates": {}}  # 2 steps, then 1 from the 2-step student
+    made, real = [], distill.save_file
+
+    def save(tensors, path, *args):
+        made.append(path)
+        real(tensors, path, *args)
+
+    monkeypatch.setattr(distill, "save_file", save)
+    report = compress(parse_recipe(raw), tmp_path / "out")
+    assert report["status"] == "completed" and len(made) == 1
+    assert "/work/shared/" in made[0] and not (tmp_path / "out" / "work" / "shared").exists()
+    second = load_restorer(tmp_path / "out" / "stages" / "02-distill")
+    assert second.config.sampler.timesteps == [999]
+    assert second.config.provenance["history"][-1]["method"] == "direct"  # it started from the 2-step student
+
+
 def test_a_failing_gate_stops_the_run_in_one_line_and_is_recorded(tmp_path):
     _, raw = setup_run(tmp_path)
     raw["stages"][0]["gates"] = {"min_psnr_vs_teacher": 99.0}

@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -86,8 +88,26 @@ def test_other_training_images_never_reuse_a_work_folders_outputs_or_checkpoints
     conds = [load_file(str(p))["cond"] for p in work.glob("pairs-*.safetensors")]
     assert not torch.equal(*conds)
     # The same images find their own outputs again.
-    assert distill._key(s, first.train_images) != distill._key(s, other.train_images)
-    assert distill._key(s, first.train_images) == distill._key(s, [im.copy() for im in first.train_images])
+    key = lambda images: distill._key(s, tiny_restorer, images)
+    assert key(first.train_images) != key(other.train_images)
+    assert key(first.train_images) == key([im.copy() for im in first.train_images])
+
+
+def test_other_starting_weights_or_teachers_never_reuse_a_work_folders_checkpoints(tiny_restorer, tmp_path):
+    s = DistillSettings(method="direct", steps=1, iterations=3, batch=2, patch=16, pairs=4, save_every=1)
+    work = tmp_path / "work"
+    ctx = context(tiny_restorer, tmp_path)
+    distill.run(s, ctx)
+    # The next stage of a chain (2 steps, then 1): same settings and teacher, the 2-step student's weights.
+    ctx.student = distill.run(s.model_copy(update={"steps": 2}), ctx).model
+    distill.run(s, ctx)
+    assert len(list(work.glob("direct-1-*.state"))) == 2
+    assert len(list(work.glob("pairs-*.safetensors"))) == 1  # one teacher: its outputs are shared
+    other = copy.deepcopy(tiny_restorer)
+    with torch.no_grad():
+        next(other.parameters()).add_(0.1)
+    distill.run(s, context(other, tmp_path))
+    assert len(list(work.glob("pairs-*.safetensors"))) == 2 and len(list(work.glob("direct-1-*.state"))) == 3
 
 
 def test_the_psnr_loss_weights_every_crop_alike():

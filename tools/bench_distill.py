@@ -14,7 +14,8 @@ photographs that no student trained on (new crops and noise), grouped by how clo
 so a student's faithfulness on smooth and on textured content can be told apart.
 The students are trained by the distill stage itself (``edgeir.compress.distill.run``): by default the direct
 method, where they share one set of 50-step teacher outputs; ``--method progressive`` halves the teacher's
-steps instead (iterations per halving round).
+steps instead (iterations per halving round). Each student starts from the teacher's weights; with ``--chain``
+from the previous student's, as consecutive distill stages of a recipe do (say 2 steps, then 1).
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ def main() -> None:
     ap.add_argument("--loss", choices=("mse", "psnr"), default="mse", help="the distill stage's loss")
     ap.add_argument("--data", choices=tuple(BUILTIN_TRAIN), default="builtin",
                     help="the students' training photographs, as a recipe's data.train names them")
+    ap.add_argument("--ema", type=float, default=DistillSettings.model_fields["ema"].default,
+                    help="the distill stage's EMA decay of the weights")
+    ap.add_argument("--chain", action="store_true", help="start each student from the previous one")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--latency-runs", type=int, default=5, help="timed restorations per model (median)")
     ap.add_argument("--fresh", type=int, default=0, help="also compare on this many unseen training crops")
@@ -92,18 +96,21 @@ def main() -> None:
         minutes = {}
         specs = args.students.split(",")
         counts = Counter(int(spec.split(":")[0]) for spec in specs)
+        init = teacher
         for spec in specs:
             k, iterations, lr, *weight = spec.split(":")
             k = int(k)
             # Students of the same step count are told apart by their spec.
             name = f"distilled, {k} step{'s' if k > 1 else ''}" + (f" ({spec})" if counts[k] > 1 else "")
             s = DistillSettings(method=args.method, steps=k, iterations=int(iterations), batch=args.batch,
-                                patch=args.patch, pairs=args.pairs, lr=float(lr), loss=args.loss,
+                                patch=args.patch, pairs=args.pairs, lr=float(lr), loss=args.loss, ema=args.ema,
                                 detail_weight=float(weight[0]) if weight else args.detail_weight)
-            ctx = StageContext(teacher=teacher, student=teacher, train_images=images, eval_cases=cases,
+            ctx = StageContext(teacher=teacher, student=init, train_images=images, eval_cases=cases,
                                work_dir=work, seed=args.seed, progress=progress_bar)
             t0 = time.time()
             student = distill.run(s, ctx).model
+            if args.chain:
+                init = student
             minutes[spec] = (time.time() - t0) / 60
             m, _ = measure_model(student, cases, args.seed, reference, label=f"distilled {k}")
             rows.append((name, m))

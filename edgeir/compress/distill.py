@@ -114,10 +114,11 @@ def with_timesteps(model: Restorer, timesteps: list[int], provenance: dict) -> R
     return student
 
 
-def _key(s: DistillSettings, images: list[np.ndarray]) -> str:
-    """Names checkpoints by the settings and training images that made them, so a work folder never resumes
-    another run's."""
+def _key(s: DistillSettings, start: Restorer, images: list[np.ndarray]) -> str:
+    """Names checkpoints by the settings, starting weights and training images that made them, so a work
+    folder never resumes another run's (a student started from an earlier student, say)."""
     own = s.model_dump(mode="json", include=set(DistillSettings.model_fields))
+    own["start"] = start.digest()
     own["data"] = _fingerprint(images)
     return hashlib.sha256(json.dumps(own, sort_keys=True).encode()).hexdigest()[:8]
 
@@ -153,18 +154,18 @@ def _direct(s: DistillSettings, ctx: StageContext, images: list[np.ndarray]) -> 
         c, z, y = (a[idx].to(ctx.device) for a in (cond, noise, target))
         return _loss(view.sample(c, z, steps), y, weight(c), s)
 
-    student = _fit(student, loss, s, ctx, ctx.work_dir / f"direct-{s.steps}-{_key(s, images)}.state",
-                   f"distill direct -> {s.steps}")
+    state = ctx.work_dir / f"direct-{s.steps}-{_key(s, ctx.student, images)}.state"
+    student = _fit(student, loss, s, ctx, state, f"distill direct -> {s.steps}")
     return student, {"method": "direct", "timesteps": ts, "teacher_steps": n_teacher, "pairs": s.pairs}
 
 
 def _teacher_pairs(teacher: Restorer, n_steps: int, s: DistillSettings, ctx: StageContext,
                    images: list[np.ndarray]) -> tuple[torch.Tensor, ...]:
-    """(condition, initial noise, teacher's deterministic DDIM output), one per training crop; cached in the
-    work folder (named by everything that makes them) so students of several step counts can share them.
+    """(condition, initial noise, teacher's deterministic DDIM output), one per training crop; cached (named by
+    everything that makes them) so students of several step counts, and later distill stages, share them.
     Under torchrun each process computes its share and all of them get the whole set."""
-    path = ctx.work_dir / (f"pairs-{n_steps}steps-{s.pairs}x{s.patch}px-seed{ctx.seed}-"
-                           f"{_fingerprint(images)}.safetensors")
+    path = (ctx.shared_dir or ctx.work_dir) / (f"pairs-{n_steps}steps-{s.pairs}x{s.patch}px-seed{ctx.seed}-"
+                           f"{_fingerprint(images)}-{teacher.digest()[:8]}.safetensors")
     if path.exists():
         d = load_file(str(path))
         return d["cond"], d["noise"], d["target"]
@@ -211,7 +212,7 @@ def _progressive(s: DistillSettings, ctx: StageContext, images: list[np.ndarray]
     rounds = []
     while len(ts) > s.steps:
         student_ts = ts[0::2]
-        folder = ctx.work_dir / f"round-{len(student_ts)}-{_key(s, images)}"
+        folder = ctx.work_dir / f"round-{len(student_ts)}-{_key(s, ctx.student, images)}"
         if folder.exists():
             student = load_restorer(folder, device=ctx.device)
         else:
@@ -262,8 +263,8 @@ def _round(teacher: Restorer, teacher_ts: list[int], student: Restorer, s: Disti
             goal = (x - st.c_x * x_t) / st.c_x0
         return _loss(view.x0(x_t, st, cond), goal, weight(cond), s)
 
-    return _fit(student, loss, s, ctx, ctx.work_dir / f"round-{n_round}-{_key(s, images)}.state",
-                f"distill {len(teacher_ts)} -> {n_round}")
+    state = ctx.work_dir / f"round-{n_round}-{_key(s, ctx.student, images)}.state"
+    return _fit(student, loss, s, ctx, state, f"distill {len(teacher_ts)} -> {n_round}")
 
 
 def fine_band(x: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@ The output folder::
                              teacher), stage.json (settings fingerprint, metrics, info) and its artifacts.
                              It appears in one rename when the stage is done, so it is never half-written.
     OUT/work/NN-kind/        a running stage's checkpoints; removed once the stage is done
+    OUT/work/shared/         what several stages reuse (the teacher's outputs); removed once the run completes
 
 With ``resume`` a finished stage whose settings are unchanged is loaded instead of rerun, and a running one
 continues from its last checkpoint. Gates are not part of a stage's fingerprint: after a gate stops the run,
@@ -45,6 +46,7 @@ from edgeir.progress import console, progress_bar
 FORMAT = "edgeir.compress-report/1"
 STAGES = {"distill": distill, "prune": prune, "quantize": quantize}
 DEPLOYABLE = (".safetensors", ".onnx", ".engine", ".plan")
+SHARED = "shared"  # the folder in OUT/work that every stage may reuse files from
 
 
 def compress(recipe: Recipe, out: str | Path, model: str | Path | None = None, resume: bool = False,
@@ -61,7 +63,7 @@ def compress(recipe: Recipe, out: str | Path, model: str | Path | None = None, r
     problem = ddp.broadcast(_out_problem(out, resume) if ddp.is_main() else None)
     if problem:
         raise ConfigError(problem)
-    base_key = _digest({"teacher": _model_digest(teacher), "seed": recipe.seed,
+    base_key = _digest({"teacher": teacher.digest(), "seed": recipe.seed,
                         "data": recipe.data.model_dump(mode="json")})
     reference, teacher_metrics = _reference(teacher, cases, recipe.seed, out / "teacher", base_key)
     report: dict[str, Any] = {
@@ -99,6 +101,8 @@ def compress(recipe: Recipe, out: str | Path, model: str | Path | None = None, r
         _write_report(out, report)
         raise
     report["status"] = "completed"
+    if ddp.is_main():
+        shutil.rmtree(out / "work" / SHARED, ignore_errors=True)
     _retime(report, teacher, out, cases, device)
     report["targets"] = _targets(recipe, report["stages"][-1]["metrics"], out / report["final"])
     _write_report(out, report)
@@ -125,12 +129,14 @@ def _run_stage(stage, name: str, key: str, teacher: Restorer, student: Restorer,
     work = out / "work" / name
     if ddp.is_main():
         _claim_work(work, key)
+        (out / "work" / SHARED).mkdir(exist_ok=True)
     ddp.barrier()
     record = None
     if ddp.is_main() or getattr(module, "DISTRIBUTED", False):
         start = time.time()
         ctx = StageContext(teacher=teacher, student=student, train_images=train_images, eval_cases=cases,
-                           work_dir=work, seed=seed, device=device, progress=progress_bar)
+                           work_dir=work, shared_dir=out / "work" / SHARED, seed=seed, device=device,
+                           progress=progress_bar)
         output = module.run(stage, ctx)
         if ddp.is_main():
             metrics, _ = measure_model(output.model.to(device), cases, seed, reference, label=f"eval {name}")
@@ -254,14 +260,6 @@ def _targets(recipe: Recipe, metrics: dict, folder: Path) -> dict:
 
 def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=_plain).encode()).hexdigest()[:16]
-
-
-def _model_digest(model: Restorer) -> str:
-    h = hashlib.sha256(model.config.model_dump_json().encode())
-    for k, v in model.denoiser.net.state_dict().items():
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def _plain(x: Any) -> Any:

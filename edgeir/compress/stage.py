@@ -26,6 +26,9 @@ class StageContext:
     train_images: list[np.ndarray]  # HxWx3 float32 in [0, 1], for distillation, recovery and calibration
     eval_cases: list[tuple[str, np.ndarray, Degraded]]  # held-out (name, ground truth, degraded)
     work_dir: Path  # this stage's folder; write checkpoints here (atomically) so a rerun can resume
+    # Files later stages of the same run may reuse (the teacher's outputs), each named by everything that
+    # makes it; kept until the run completes. None: keep them in work_dir.
+    shared_dir: Path | None = None
     seed: int = 0
     device: str = "cpu"
     progress: Callable[[str, int], Any] | None = None  # edgeir.progress.progress_bar-compatible

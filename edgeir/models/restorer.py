@@ -3,6 +3,8 @@ image to a restored one in torch."""
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -41,6 +43,14 @@ class Restorer(nn.Module):
     @property
     def task(self):
         return self.config.task
+
+    def digest(self) -> str:
+        """Names this exact model (config and weights), for cache and checkpoint names."""
+        h = hashlib.sha256(self.config.model_dump_json().encode())
+        for k, v in self.denoiser.net.state_dict().items():
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
 
     def steps(self, steps: int | None = None, eta: float | None = None,
               timesteps: list[int] | None = None) -> list[Step]:
