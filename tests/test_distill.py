@@ -110,6 +110,14 @@ def test_other_starting_weights_or_teachers_never_reuse_a_work_folders_checkpoin
     assert len(list(work.glob("pairs-*.safetensors"))) == 2 and len(list(work.glob("direct-1-*.state"))) == 3
 
 
+def test_a_finished_student_comes_back_exactly_without_training(tiny_restorer, tmp_path, monkeypatch):
+    s = DistillSettings(method="direct", steps=1, iterations=3, batch=2, patch=16, pairs=4, save_every=2)
+    first = distill.run(s, context(tiny_restorer, tmp_path)).model
+    monkeypatch.setattr(distill, "ema_update", lambda *args: pytest.fail("the finished student was retrained"))
+    again = distill.run(s, context(tiny_restorer, tmp_path)).model
+    assert again.digest() == first.digest()
+
+
 def test_the_psnr_loss_weights_every_crop_alike():
     goal = torch.zeros(2, 3, 8, 8)
     pred = torch.stack([torch.full((3, 8, 8), 1.0), torch.full((3, 8, 8), 0.01)])

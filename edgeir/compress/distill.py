@@ -324,7 +324,9 @@ def _fit(student: Restorer, loss: Callable[[Restorer, int], torch.Tensor], s: Di
             opt.step()
             ema_update(ema, model, min(s.ema, (1 + it) / (10 + it)))
             advance(1)
-            if (it + 1) % s.save_every == 0 and it + 1 < s.iterations:
+            # The finished state too: a rerun then returns exactly these weights instead of retraining the last
+            # stretch, which on another thread count would give a student chained from this one another name.
+            if (it + 1) % s.save_every == 0 or it + 1 == s.iterations:
                 checkpoint(it + 1)
     ddp.barrier()
     return ema
