@@ -164,8 +164,9 @@ def _teacher_pairs(teacher: Restorer, n_steps: int, s: DistillSettings, ctx: Sta
     """(condition, initial noise, teacher's deterministic DDIM output), one per training crop; cached (named by
     everything that makes them) so students of several step counts, and later distill stages, share them.
     Under torchrun each process computes its share and all of them get the whole set."""
-    path = (ctx.shared_dir or ctx.work_dir) / (f"pairs-{n_steps}steps-{s.pairs}x{s.patch}px-seed{ctx.seed}-"
-                           f"{_fingerprint(images)}-{teacher.digest()[:8]}.safetensors")
+    name = (f"pairs-{n_steps}steps-{s.pairs}x{s.patch}px-seed{ctx.seed}-{_fingerprint(images)}-"
+            f"{teacher.digest()[:8]}.safetensors")
+    path = (ctx.shared_dir or ctx.work_dir) / name
     if path.exists():
         d = load_file(str(path))
         return d["cond"], d["noise"], d["target"]
