@@ -118,6 +118,25 @@ def test_a_finished_student_comes_back_exactly_without_training(tiny_restorer, t
     assert again.digest() == first.digest()
 
 
+def test_several_patch_sizes_alternate_batch_by_batch(tiny_restorer, tmp_path, monkeypatch):
+    seen = []
+    real = distill._loss
+    monkeypatch.setattr(distill, "_loss", lambda pred, goal, *rest: seen.append(pred.shape[-1]) or
+                        real(pred, goal, *rest))
+    direct = DistillSettings(method="direct", steps=1, iterations=4, batch=2, patch=[16, 32], pairs=3)
+    student = distill.run(direct, context(tiny_restorer, tmp_path)).model
+    assert seen == [16, 32, 16, 32]
+    assert student.config.provenance["patch"] == [16, 32]
+    for size in (16, 32):  # each size has its own teacher outputs, made at that size
+        pairs = load_file(str(next((tmp_path / "work").glob(f"pairs-4steps-3x{size}px-*.safetensors"))))
+        assert pairs["target"].shape == (3, 3, size, size)
+    seen.clear()
+    progressive = DistillSettings(method="progressive", steps=1, teacher_steps=2, iterations=4, batch=2,
+                                  patch=[16, 32])
+    distill.run(progressive, context(tiny_restorer, tmp_path))
+    assert seen == [16, 32, 16, 32]
+
+
 def test_the_psnr_loss_weights_every_crop_alike():
     goal = torch.zeros(2, 3, 8, 8)
     pred = torch.stack([torch.full((3, 8, 8), 1.0), torch.full((3, 8, 8), 0.01)])
@@ -156,6 +175,10 @@ def test_progressive_must_start_from_the_steps_a_distilled_model_has(tiny_restor
         distill.run(DistillSettings(method="progressive", steps=1, teacher_steps=4, patch=16), ctx)
     with pytest.raises(ConfigError, match="patch: 18 is not a multiple"):
         distill.run(DistillSettings(steps=1, patch=18), ctx)
+    with pytest.raises(ConfigError, match="patch: 18 is not a multiple"):
+        distill.run(DistillSettings(steps=1, patch=[16, 18]), ctx)
+    with pytest.raises(ConfigError, match="no training image is 48 pixels or larger"):
+        distill.run(DistillSettings(steps=1, patch=[16, 48]), ctx)
 
 
 def test_gates_judge_against_the_teacher():

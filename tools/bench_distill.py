@@ -16,6 +16,12 @@ The students are trained by the distill stage itself (``edgeir.compress.distill.
 method, where they share one set of 50-step teacher outputs; ``--method progressive`` halves the teacher's
 steps instead (iterations per halving round). Each student starts from the teacher's weights; with ``--chain``
 from the previous student's, as consecutive distill stages of a recipe do (say 2 steps, then 1).
+``--device cuda`` trains them (and makes the teacher outputs) on a GPU, in full FP32; every model is still
+measured on the CPU, so the table compares with a CPU-only run's. ``--save DIR`` keeps the students, and
+``--load DIR`` measures such saved students instead of training them (train on a GPU, measure anywhere).
+
+The issue's goals for 1-step students are judged on the main table's one noise draw per image and, with
+``--noise-seeds N``, on the mean over the N draws, a steadier estimate of the same quantities.
 """
 
 from __future__ import annotations
@@ -38,12 +44,11 @@ from edgeir.compress import distill
 from edgeir.compress.distill import DistillSettings, with_timesteps
 from edgeir.compress.gates import measure_model
 from edgeir.compress.latency import interleaved_latency
-from edgeir.compress.recipe import BUILTIN_TRAIN
 from edgeir.compress.stage import StageContext
-from edgeir.data.builtin import builtin_images
+from edgeir.data.builtin import BUILTIN_TRAIN, builtin_images
 from edgeir.diffusion.schedules import spaced_timesteps
 from edgeir.evaluate import degrade_set
-from edgeir.load import load_restorer
+from edgeir.load import load_restorer, save_restorer
 from edgeir.metrics.fidelity import psnr_y
 from edgeir.progress import progress_bar
 
@@ -56,7 +61,10 @@ def main() -> None:
     ap.add_argument("--students", default="4:120:1e-4:30,2:500:1e-4:30,1:3000:2e-4:0",
                     help="steps:iterations:lr[:detail weight] of each student (default weight: --detail-weight)")
     ap.add_argument("--pairs", type=int, default=1024, help="50-step teacher outputs to regress")
-    ap.add_argument("--patch", type=int, default=128, help="training crops (the teacher's training size)")
+    ap.add_argument("--patch", type=_sizes, default=[128],
+                    help="training crop sizes, comma-separated (default: the teacher's training size)")
+    ap.add_argument("--save-every", type=int, default=DistillSettings.model_fields["save_every"].default,
+                    help="checkpoint interval in iterations (a GPU runs 50 in well under a second)")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--detail-weight", type=float, default=30.0, help="for students that name none")
     ap.add_argument("--loss", choices=("mse", "psnr"), default="mse", help="the distill stage's loss")
@@ -66,6 +74,13 @@ def main() -> None:
                     help="the distill stage's EMA decay of the weights")
     ap.add_argument("--chain", action="store_true", help="start each student from the previous one")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu",
+                    help="where the students train and the teacher makes their outputs (say cuda); every model "
+                         "is measured on the CPU")
+    ap.add_argument("--save", type=Path, help="also save each student here, in the teachers' folder format")
+    ap.add_argument("--load", type=Path,
+                    help="measure the students that --save wrote here (trained elsewhere, say on a GPU) instead "
+                         "of training them")
     ap.add_argument("--latency-runs", type=int, default=5, help="timed restorations per model (median)")
     ap.add_argument("--fresh", type=int, default=0, help="also compare on this many unseen training crops")
     ap.add_argument("--noise-seeds", type=int, default=1,
@@ -75,6 +90,8 @@ def main() -> None:
     args = ap.parse_args()
 
     start = time.time()
+    # Full FP32 on a GPU too: TF32 convolutions would leave the 50-step targets less exact than the CPU's.
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     teacher = load_restorer(args.teacher).eval()
     n_teacher = len(teacher.steps())
     T = teacher.config.schedule.num_train_timesteps
@@ -93,7 +110,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        minutes = {}
+        minutes, made = {}, {}
         specs = args.students.split(",")
         counts = Counter(int(spec.split(":")[0]) for spec in specs)
         init = teacher
@@ -103,15 +120,23 @@ def main() -> None:
             # Students of the same step count are told apart by their spec.
             name = f"distilled, {k} step{'s' if k > 1 else ''}" + (f" ({spec})" if counts[k] > 1 else "")
             s = DistillSettings(method=args.method, steps=k, iterations=int(iterations), batch=args.batch,
-                                patch=args.patch, pairs=args.pairs, lr=float(lr), loss=args.loss, ema=args.ema,
+                                patch=args.patch if len(args.patch) > 1 else args.patch[0], pairs=args.pairs,
+                                lr=float(lr), loss=args.loss, ema=args.ema, save_every=args.save_every,
                                 detail_weight=float(weight[0]) if weight else args.detail_weight)
             ctx = StageContext(teacher=teacher, student=init, train_images=images, eval_cases=cases,
-                               work_dir=work, seed=args.seed, progress=progress_bar)
+                               work_dir=work, seed=args.seed, device=args.device, progress=progress_bar)
             t0 = time.time()
-            student = distill.run(s, ctx).model
+            if args.load:
+                student = load_restorer(args.load / spec.replace(":", "_"))
+                made[spec] = {k: v for k, v in student.config.provenance.items() if k != "history"}
+            else:
+                student = distill.run(s, ctx).model
+                teacher.cpu()  # the stage moved it to args.device
+                minutes[spec] = (time.time() - t0) / 60
+            if args.save:
+                save_restorer(student, args.save / spec.replace(":", "_"))
             if args.chain:
                 init = student
-            minutes[spec] = (time.time() - t0) / 60
             m, _ = measure_model(student, cases, args.seed, reference, label=f"distilled {k}")
             rows.append((name, m))
             models.append(student)
@@ -135,11 +160,15 @@ def main() -> None:
     console.print(f"settings: {vars(args)}; training minutes per student: "
                   f"{ {k: round(v, 1) for k, v in minutes.items()} }; total {(time.time() - start) / 60:.1f} min",
                   highlight=False)
+    if made:
+        console.print(f"loaded students, as their provenance records them: {made}", highlight=False)
     if fresh is not None:
         console.print(fresh_table([name for name, _ in rows[1:]], models[1:], *fresh, args))
+    draws = {"one noise draw": {name: _summary(m, rows[0][1]) for name, m in rows[1:]}}
     if args.noise_seeds > 1:
-        console.print(seeds_table(rows, models, cases, args))
-    goals = _goals(dict(rows), n_teacher)
+        table, draws[f"mean over {args.noise_seeds} noise draws"] = seeds_table(rows, models, cases, args)
+        console.print(table)
+    goals = [line for label, summary in draws.items() for line in _goals(summary, label)]
     for line in goals:
         console.print(line, highlight=False)
     if args.json:
@@ -150,11 +179,14 @@ def main() -> None:
 def fresh_crops(teacher, images, args, work: Path) -> tuple:
     """(condition, noise, 50-step teacher output) for ``args.fresh`` training crops from a seed the students'
     teacher outputs never use; made by the distill stage's own code and cached next to its pairs."""
-    s = DistillSettings(pairs=args.fresh, patch=args.patch, batch=8)
+    size = args.patch[0]
+    s = DistillSettings(pairs=args.fresh, patch=size, batch=8)
     ctx = StageContext(teacher=teacher, student=teacher, train_images=images, eval_cases=[], work_dir=work,
-                       seed=args.seed + 1000, progress=progress_bar)
-    return distill._teacher_pairs(teacher, len(teacher.steps()), s, ctx,
-                                  [im for im in images if min(im.shape[:2]) >= args.patch])
+                       seed=args.seed + 1000, device=args.device, progress=progress_bar)
+    pairs = distill._teacher_pairs(teacher.to(args.device), len(teacher.steps()), s, size, ctx,
+                                   [im for im in images if min(im.shape[:2]) >= size])
+    teacher.cpu()
+    return pairs
 
 
 @torch.no_grad()
@@ -167,7 +199,7 @@ def fresh_table(names: list[str], models: list, cond, noise, target, args) -> Ta
     ref = models[0].to_image(target, cond).permute(0, 2, 3, 1).numpy()
     scores = {name: psnrs(m) for name, m in zip(names, models)}
     thirds = np.array_split(np.argsort(scores["teacher, DDIM 4"]), 3)
-    table = Table(title=f"PSNR vs teacher-50 on {args.fresh} unseen {args.patch} px training crops, by how "
+    table = Table(title=f"PSNR vs teacher-50 on {args.fresh} unseen {args.patch[0]} px training crops, by how "
                         "close undistilled DDIM 4 comes")
     for col in ("sampler", "all", "hardest third", "middle third", "easiest third"):
         table.add_column(col, justify="left" if col == "sampler" else "right")
@@ -176,30 +208,41 @@ def fresh_table(names: list[str], models: list, cond, noise, target, args) -> Ta
     return table
 
 
-def seeds_table(rows: list, models: list, cases, args) -> Table:
-    """PSNR against the teacher's 50-step output from the same noise, and detail as a share of the teacher's,
-    over ``args.noise_seeds`` noise draws per held-out image: one draw (the main table's ``rows``, which this
-    starts from) is a small sample."""
+def seeds_table(rows: list, models: list, cases, args) -> tuple[Table, dict]:
+    """PSNR against the teacher's 50-step output from the same noise, detail as a share of the teacher's and
+    PSNR against ground truth, over ``args.noise_seeds`` noise draws per held-out image: one draw (the main
+    table's ``rows``, which this starts from) is a small sample. Returns the table and each model's means."""
     # measure_model gives image i the noise seed ``seed + i``, so steps of len(cases) never reuse a draw.
     seeds = [args.seed + j * len(cases) for j in range(args.noise_seeds)]
     names = [name for name, _ in rows[1:]]
-    teacher_detail = rows[0][1]["detail"]
-    vs = {name: [m["psnr_vs_teacher"]] for name, m in rows[1:]}
-    detail = {name: [m["detail"] / teacher_detail] for name, m in rows[1:]}
+    per_draw = {name: [_summary(m, rows[0][1])] for name, m in rows[1:]}
     for seed in seeds[1:]:
         ref_metrics, reference = measure_model(models[0], cases, seed, label=f"teacher, seed {seed}")
         for name, model in zip(names, models[1:]):
             m, _ = measure_model(model, cases, seed, reference, label=f"{name}, seed {seed}")
-            vs[name].append(m["psnr_vs_teacher"])
-            detail[name].append(m["detail"] / ref_metrics["detail"])
+            per_draw[name].append(_summary(m, ref_metrics))
     table = Table(title=f"PSNR vs teacher-50 over {len(seeds)} noise draws per held-out image "
                         f"(seeds {seeds[0]}, {seeds[1]}, ...)")
-    for col in ("sampler", "mean", "lowest", "highest", "detail (share of teacher's, mean)"):
+    for col in ("sampler", "mean", "lowest", "highest", "detail (share of teacher's, mean)",
+                "PSNR - teacher's (mean)"):
         table.add_column(col, justify="left" if col == "sampler" else "right")
+    means = {}
     for name in names:
-        table.add_row(name, f"{np.mean(vs[name]):.2f}", f"{min(vs[name]):.2f}", f"{max(vs[name]):.2f}",
-                      f"{np.mean(detail[name]):.1%}")
-    return table
+        vs = [d["vs_teacher"] for d in per_draw[name]]
+        means[name] = {key: float(np.mean([d[key] for d in per_draw[name]])) for key in per_draw[name][0]}
+        table.add_row(name, f"{means[name]['vs_teacher']:.2f}", f"{min(vs):.2f}", f"{max(vs):.2f}",
+                      f"{means[name]['detail_share']:.1%}", f"{means[name]['psnr_drop']:+.3f} dB")
+    return table, means
+
+
+def _summary(m: dict, teacher: dict) -> dict:
+    """What the goals judge, for one model against the teacher measured on the same noise."""
+    return {"vs_teacher": m["psnr_vs_teacher"], "detail_share": m["detail"] / teacher["detail"],
+            "psnr_drop": m["psnr"] - teacher["psnr"]}
+
+
+def _sizes(text: str) -> list[int]:
+    return [int(v) for v in text.split(",")]
 
 
 def one_thread_latency(models: list, degraded, runs: int) -> list[float]:
@@ -212,24 +255,22 @@ def one_thread_latency(models: list, degraded, runs: int) -> list[float]:
         torch.set_num_threads(threads)
 
 
-def _goals(rows: dict, n_teacher: int) -> list[str]:
-    """The issue's goals for every 1-step student, each with its verdict."""
-    teacher, ddim4 = rows[f"teacher, DDIM {n_teacher}"], rows["teacher, DDIM 4"]
+def _goals(summary: dict, label: str) -> list[str]:
+    """The issue's goals for every 1-step student, each with its verdict, judged on ``summary`` (name ->
+    ``_summary``) from one noise draw or the mean over several."""
+    ddim4 = summary["teacher, DDIM 4"]["vs_teacher"]
     lines = []
-    for student, one in rows.items():
+    for student, one in summary.items():
         if not student.startswith("distilled, 1 step"):
             continue
         checks = [
-            ("PSNR vs teacher >= undistilled DDIM 4", one["psnr_vs_teacher"], ddim4["psnr_vs_teacher"],
-             one["psnr_vs_teacher"] >= ddim4["psnr_vs_teacher"]),
-            ("detail >= 90% of the teacher's", one["detail"] / teacher["detail"], 0.9,
-             one["detail"] >= 0.9 * teacher["detail"]),
-            ("PSNR at most 0.3 dB below the teacher's", one["psnr"] - teacher["psnr"], -0.3,
-             one["psnr"] >= teacher["psnr"] - 0.3),
+            ("PSNR vs teacher >= undistilled DDIM 4", one["vs_teacher"], ddim4, one["vs_teacher"] >= ddim4),
+            ("detail >= 90% of the teacher's", one["detail_share"], 0.9, one["detail_share"] >= 0.9),
+            ("PSNR at most 0.3 dB below the teacher's", one["psnr_drop"], -0.3, one["psnr_drop"] >= -0.3),
         ]
-        label = student.removeprefix("distilled, 1 step").strip()
-        lines += [f"goal: 1-step student{' ' + label if label else ''} {name}: {value:.3f} vs {limit:.3f} -> "
-                  f"{'MET' if ok else 'NOT met'}" for name, value, limit, ok in checks]
+        name = student.removeprefix("distilled, 1 step").strip()
+        lines += [f"goal ({label}): 1-step student{' ' + name if name else ''} {what}: {value:.3f} vs "
+                  f"{limit:.3f} -> {'MET' if ok else 'NOT met'}" for what, value, limit, ok in checks]
     return lines
 
 

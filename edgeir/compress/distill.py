@@ -21,12 +21,12 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 from safetensors.torch import load_file, save_file
 
 from edgeir.compress import ddp
@@ -42,6 +42,11 @@ from edgeir.train.teacher import ema_update, lr_at
 
 DISTRIBUTED = True  # the pipeline runs this stage on every torchrun process
 
+Patch = Annotated[int, Field(ge=16)]
+# Tagged, so a mistake is reported against the form the recipe used ("patch.sizes.0: ... >= 16").
+Patches = Annotated[Annotated[Patch, Tag("size")] | Annotated[list[Patch], Tag("sizes")],
+                    Discriminator(lambda v: "sizes" if isinstance(v, list) else "size")]
+
 
 class DistillSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -54,10 +59,12 @@ class DistillSettings(BaseModel):
     teacher_steps: int | None = Field(None, ge=2, le=1000)
     iterations: int = Field(300, ge=1)  # direct: in all; progressive: per halving round
     batch: int = Field(8, ge=1)
-    # Training crops, in output pixels. Keep them at the size the teacher was trained at (128 for the shipped
-    # ones): global attention makes a restorer behave differently on much smaller images.
-    patch: int = Field(128, ge=16)
-    pairs: int = Field(256, ge=1)  # direct: how many teacher outputs to regress
+    # Training crops, in output pixels: one size, or several that alternate batch by batch. GroupNorm and the
+    # global attention see the whole image, so a student matches the teacher at the sizes it was trained at
+    # and drifts at others: include the runtime's tile size (256 for the shipped bundles), and no size much
+    # below the teacher's training size (128 for the shipped teachers).
+    patch: Patches = 128
+    pairs: int = Field(256, ge=1)  # direct: how many teacher outputs to regress, of each patch size
     lr: float = Field(1e-4, gt=0, le=1)
     # Weight of a phase-blind detail term: the local RMS of the finest band (what a 3x3 box blur removes) must
     # match the teacher's. That band carries the texture a diffusion restorer exists for but almost none of
@@ -71,8 +78,16 @@ class DistillSettings(BaseModel):
     ema: float = Field(0.99, ge=0, lt=1)
     save_every: int = Field(50, ge=1)  # checkpoint interval, in iterations
 
+    @property
+    def sizes(self) -> list[int]:
+        return [self.patch] if isinstance(self.patch, int) else self.patch
+
     @model_validator(mode="after")
     def _check(self) -> DistillSettings:
+        if not self.sizes:
+            raise ValueError("patch: name at least one size")
+        if len(set(self.sizes)) < len(self.sizes):
+            raise ValueError(f"patch: {self.patch} names a size twice")
         n = self.teacher_steps
         if self.method == "progressive" and n is not None:
             ratio = n // self.steps
@@ -88,13 +103,14 @@ def run(settings: DistillSettings, ctx: StageContext) -> StageOutput:
     model = ctx.student
     cfg = model.config
     m = cfg.multiple_of
-    if settings.patch % m or settings.patch % cfg.task.scale:
-        raise ConfigError(f"distill.patch: {settings.patch} is not a multiple of the model's {m}")
+    for size in settings.sizes:
+        if size % m or size % cfg.task.scale:
+            raise ConfigError(f"distill.patch: {size} is not a multiple of the model's {m}")
     if settings.batch % ddp.world_size():
         raise ConfigError(f"distill.batch: {settings.batch} does not split over {ddp.world_size()} processes")
-    images = [im for im in ctx.train_images if min(im.shape[:2]) >= settings.patch]
+    images = [im for im in ctx.train_images if min(im.shape[:2]) >= max(settings.sizes)]
     if not images:
-        raise ConfigError(f"distill.patch: no training image is {settings.patch} pixels or larger")
+        raise ConfigError(f"distill.patch: no training image is {max(settings.sizes)} pixels or larger")
     if settings.method == "direct":
         student, info = _direct(settings, ctx, images)
     else:
@@ -131,6 +147,13 @@ def _fingerprint(images: list[np.ndarray]) -> str:
     return h.hexdigest()[:8]
 
 
+def _provenance(s: DistillSettings, ctx: StageContext, teacher_steps: int) -> dict:
+    """Every setting that shaped the student, so a student trained elsewhere (say on a GPU) says how."""
+    settings = s.model_dump(mode="json", exclude={"kind", "teacher_steps", "save_every"})
+    return {"distilled_by": "edgeir.compress.distill", **settings, "teacher_steps": teacher_steps,
+            "seed": ctx.seed}
+
+
 def _rng(ctx: StageContext, *keys: int) -> np.random.Generator:
     return np.random.default_rng([ctx.seed, *keys])
 
@@ -140,18 +163,15 @@ def _rng(ctx: StageContext, *keys: int) -> np.random.Generator:
 def _direct(s: DistillSettings, ctx: StageContext, images: list[np.ndarray]) -> tuple[Restorer, dict]:
     teacher = ctx.teacher.to(ctx.device).eval()
     n_teacher = s.teacher_steps or len(teacher.steps())
-    cond, noise, target = _teacher_pairs(teacher, n_teacher, s, ctx, images)
+    pairs = [_teacher_pairs(teacher, n_teacher, s, size, ctx, images) for size in s.sizes]
     ts = spaced_timesteps(teacher.config.schedule.num_train_timesteps, s.steps)
-    student = with_timesteps(ctx.student, ts, {
-        "distilled_by": "edgeir.compress.distill", "method": "direct", "teacher_steps": n_teacher,
-        "iterations": s.iterations, "batch": s.batch, "patch": s.patch, "pairs": s.pairs, "lr": s.lr,
-        "seed": ctx.seed})
+    student = with_timesteps(ctx.student, ts, _provenance(s, ctx, n_teacher))
     steps = student.steps()
     weight = student.config.task.loss_weight
 
     def loss(view: Restorer, it: int) -> torch.Tensor:
         idx = ddp.shard(torch.from_numpy(_rng(ctx, 1, it).integers(0, s.pairs, s.batch)))
-        c, z, y = (a[idx].to(ctx.device) for a in (cond, noise, target))
+        c, z, y = (a[idx].to(ctx.device) for a in pairs[it % len(pairs)])
         return _loss(view.sample(c, z, steps), y, weight(c), s)
 
     state = ctx.work_dir / f"direct-{s.steps}-{_key(s, ctx.student, images)}.state"
@@ -159,12 +179,12 @@ def _direct(s: DistillSettings, ctx: StageContext, images: list[np.ndarray]) -> 
     return student, {"method": "direct", "timesteps": ts, "teacher_steps": n_teacher, "pairs": s.pairs}
 
 
-def _teacher_pairs(teacher: Restorer, n_steps: int, s: DistillSettings, ctx: StageContext,
+def _teacher_pairs(teacher: Restorer, n_steps: int, s: DistillSettings, size: int, ctx: StageContext,
                    images: list[np.ndarray]) -> tuple[torch.Tensor, ...]:
-    """(condition, initial noise, teacher's deterministic DDIM output), one per training crop; cached (named by
-    everything that makes them) so students of several step counts, and later distill stages, share them.
-    Under torchrun each process computes its share and all of them get the whole set."""
-    name = (f"pairs-{n_steps}steps-{s.pairs}x{s.patch}px-seed{ctx.seed}-{_fingerprint(images)}-"
+    """(condition, initial noise, teacher's deterministic DDIM output), one per ``size`` px training crop;
+    cached (named by everything that makes them) so students of several step counts, and later distill
+    stages, share them. Under torchrun each process computes its share and all of them get the whole set."""
+    name = (f"pairs-{n_steps}steps-{s.pairs}x{size}px-seed{ctx.seed}-{_fingerprint(images)}-"
             f"{teacher.digest()[:8]}.safetensors")
     path = (ctx.shared_dir or ctx.work_dir) / name
     if path.exists():
@@ -179,9 +199,9 @@ def _teacher_pairs(teacher: Restorer, n_steps: int, s: DistillSettings, ctx: Sta
         for k in range(0, len(mine), chunk):
             c, z = [], []
             for i in mine[k : k + chunk]:
-                rng = _rng(ctx, 0, i)
-                c.append(make_pair(random_crop(images, s.patch, rng), teacher.config, rng)[1])
-                z.append(rng.standard_normal((3, s.patch, s.patch), dtype=np.float32))
+                rng = _rng(ctx, 0, i)  # crop i of every size is drawn around the same place
+                c.append(make_pair(random_crop(images, size, rng), teacher.config, rng)[1])
+                z.append(rng.standard_normal((3, size, size), dtype=np.float32))
             c_t = torch.from_numpy(np.stack(c)).permute(0, 3, 1, 2).to(ctx.device)
             z_t = torch.from_numpy(np.stack(z)).to(ctx.device)
             with torch.no_grad():
@@ -217,10 +237,7 @@ def _progressive(s: DistillSettings, ctx: StageContext, images: list[np.ndarray]
         if folder.exists():
             student = load_restorer(folder, device=ctx.device)
         else:
-            student = with_timesteps(model, student_ts, {
-                "distilled_by": "edgeir.compress.distill", "method": "progressive",
-                "teacher_steps": len(ts), "iterations": s.iterations, "batch": s.batch, "patch": s.patch,
-                "lr": s.lr, "seed": ctx.seed})
+            student = with_timesteps(model, student_ts, _provenance(s, ctx, len(ts)))
             student = _round(model, ts, student, s, ctx, images)
             if ddp.is_main():
                 save_restorer(student, folder)
@@ -249,7 +266,8 @@ def _round(teacher: Restorer, teacher_ts: list[int], student: Restorer, s: Disti
 
     def loss(view: Restorer, it: int) -> torch.Tensor:
         rng = _rng(ctx, 2, n_round, it)
-        pairs = [make_pair(random_crop(images, s.patch, rng), student.config, rng) for _ in range(s.batch)]
+        size = s.sizes[it % len(s.sizes)]
+        pairs = [make_pair(random_crop(images, size, rng), student.config, rng) for _ in range(s.batch)]
         x0, cond = (torch.from_numpy(np.stack(p)).permute(0, 3, 1, 2) for p in zip(*pairs))
         eps = torch.from_numpy(rng.standard_normal(x0.shape, dtype=np.float32))
         x0, cond, eps = (ddp.shard(a).to(ctx.device) for a in (x0, cond, eps))

@@ -32,9 +32,9 @@ from edgeir.commands.evaluate import ground_truth
 from edgeir.compress import ddp, distill, prune, quantize
 from edgeir.compress.gates import Cases, judge, measure_model
 from edgeir.compress.latency import interleaved_latency
-from edgeir.compress.recipe import BUILTIN_TRAIN, Recipe
+from edgeir.compress.recipe import Recipe
 from edgeir.compress.stage import StageContext, StageOutput
-from edgeir.data.builtin import builtin_images
+from edgeir.data.builtin import BUILTIN_TRAIN, builtin_images
 from edgeir.data.images import list_images, read_rgb
 from edgeir.errors import ConfigError, ImageError, QualityGateError
 from edgeir.evaluate import degrade_set

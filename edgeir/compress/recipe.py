@@ -37,10 +37,6 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-# The built-in training splits a recipe may name (edgeir.data.builtin); anything else is a folder of images.
-BUILTIN_TRAIN = {"builtin": "train", "builtin-wide": "wide"}
-
-
 class DataSettings(_Strict):
     # "builtin" (the photographs the teachers learned from), "builtin-wide" (those and the other photographs
     # installed packages ship: distillation needs no ground truth, so it can learn from pictures the teacher

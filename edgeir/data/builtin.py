@@ -21,6 +21,8 @@ TRAIN = ("astronaut", "hubble_deep_field", "immunohistochemistry", "retina", "mo
          "motorcycle_right", "brick", "grass", "gravel", "clock", "coins", "moon", "page", "text", "cell")
 EXTRA = ("china", "flower", "grace_hopper")
 SPLITS = {"train": TRAIN, "heldout": HELDOUT, "extra": EXTRA, "wide": TRAIN + EXTRA}
+# The training splits a recipe's data.train may name; anything else there is a folder of images.
+BUILTIN_TRAIN = {"builtin": "train", "builtin-wide": "wide"}
 
 
 def _pixels(name: str):
