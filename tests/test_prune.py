@@ -231,6 +231,27 @@ def test_stage_prunes_and_recovers_towards_the_unpruned_model(tmp_path):
     assert load_restorer(tmp_path / "m").config == out.model.config
 
 
+def test_recovery_with_several_crop_sizes_takes_turns_between_them(tmp_path, monkeypatch):
+    from edgeir.compress import prune
+
+    teacher = small()
+    rng = np.random.default_rng(0)
+    images = [rng.random((32, 32, 3), dtype=np.float32) for _ in range(3)]
+    ctx = StageContext(teacher=teacher, student=teacher, train_images=images, eval_cases=[], work_dir=tmp_path)
+    seen = []
+
+    def record(student, teacher, pairs, settings, *rest):
+        seen.extend(next(pairs)[0].shape[-1] for _ in range(4))
+        return [0.0]
+
+    monkeypatch.setattr(prune, "recover", record)
+    rec = RecoverySettings(steps=4, batch=2, patch=[16, 32])
+    run(PruneSettings(ratio=0.5, taylor_batches=1, latency_runs=0, recovery=rec), ctx)
+    assert seen == [32, 16, 32, 16]  # the Taylor batch took the first 16 px one
+    with pytest.raises(ConfigError, match="no training image is at least 48x48"):
+        run(PruneSettings(ratio=0.5, recovery=rec.model_copy(update={"patch": [16, 48]})), ctx)
+
+
 def _recover_on_rank(rank: int, port: int, folder: str) -> None:
     import torch.distributed as dist
 

@@ -21,15 +21,16 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from safetensors.torch import load_file, save_file
 
 from edgeir.compress import ddp
+from edgeir.compress.crops import Patches, crop_sizes
 from edgeir.compress.stage import StageContext, StageOutput
 from edgeir.diffusion.schedules import spaced_timesteps
 from edgeir.diffusion.steps import apply_step
@@ -41,11 +42,6 @@ from edgeir.train.data import make_pair, random_crop
 from edgeir.train.teacher import ema_update, lr_at
 
 DISTRIBUTED = True  # the pipeline runs this stage on every torchrun process
-
-Patch = Annotated[int, Field(ge=16)]
-# Tagged, so a mistake is reported against the form the recipe used ("patch.sizes.0: ... >= 16").
-Patches = Annotated[Annotated[Patch, Tag("size")] | Annotated[list[Patch], Tag("sizes")],
-                    Discriminator(lambda v: "sizes" if isinstance(v, list) else "size")]
 
 
 class DistillSettings(BaseModel):
@@ -59,10 +55,9 @@ class DistillSettings(BaseModel):
     teacher_steps: int | None = Field(None, ge=2, le=1000)
     iterations: int = Field(300, ge=1)  # direct: in all; progressive: per halving round
     batch: int = Field(8, ge=1)
-    # Training crops, in output pixels: one size, or several that alternate batch by batch. GroupNorm and the
-    # global attention see the whole image, so a student matches the teacher at the sizes it was trained at
-    # and drifts at others: include the runtime's tile size (256 for the shipped bundles), and no size much
-    # below the teacher's training size (128 for the shipped teachers).
+    # Training crops, in output pixels: one size, or several that alternate batch by batch (edgeir.compress.
+    # crops). Include the runtime's tile size (256 for the shipped bundles), and no size much below the
+    # teacher's training size (128 for the shipped teachers).
     patch: Patches = 128
     pairs: int = Field(256, ge=1)  # direct: how many teacher outputs to regress, of each patch size
     lr: float = Field(1e-4, gt=0, le=1)
@@ -80,14 +75,11 @@ class DistillSettings(BaseModel):
 
     @property
     def sizes(self) -> list[int]:
-        return [self.patch] if isinstance(self.patch, int) else self.patch
+        return crop_sizes(self.patch)
 
     @model_validator(mode="after")
     def _check(self) -> DistillSettings:
-        if not self.sizes:
-            raise ValueError("patch: name at least one size")
-        if len(set(self.sizes)) < len(self.sizes):
-            raise ValueError(f"patch: {self.patch} names a size twice")
+        crop_sizes(self.patch)
         n = self.teacher_steps
         if self.method == "progressive" and n is not None:
             ratio = n // self.steps

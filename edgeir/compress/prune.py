@@ -13,6 +13,7 @@ import copy
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Literal
 
 import torch
@@ -294,11 +295,13 @@ def run(settings: PruneSettings, ctx: StageContext) -> StageOutput:
     rec = settings.recovery
     if rec.batch % ddp.world_size():
         raise ConfigError(f"prune.recovery.batch: {rec.batch} does not split over {ddp.world_size()} processes")
-    # Every process draws the same global batches and trains on its own slice of them.
-    stream = PairStream(ctx.train_images, source.config, rec.patch, ctx.seed)
-    if not stream.images:
-        raise ConfigError(f"prune: no training image is at least {rec.patch}x{rec.patch} (recovery.patch)")
-    loader = iter(DataLoader(stream, batch_size=rec.batch, num_workers=0))
+    # Every process draws the same global batches and trains on its own slice of them; with several crop
+    # sizes, batches of each size take turns.
+    streams = [PairStream(ctx.train_images, source.config, size, ctx.seed) for size in rec.sizes]
+    if not all(s.images for s in streams):
+        size = max(rec.sizes)
+        raise ConfigError(f"prune: no training image is at least {size}x{size} (recovery.patch)")
+    loader = chain.from_iterable(zip(*(DataLoader(s, batch_size=rec.batch, num_workers=0) for s in streams)))
     taylor = [next(loader) for _ in range(settings.taylor_batches)] if settings.importance == "taylor" else None
     model, pruned = prune_restorer(source, settings, taylor, ctx.seed)
 

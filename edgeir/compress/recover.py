@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from edgeir.compress import ddp
+from edgeir.compress.crops import Patches, crop_sizes
 from edgeir.models.restorer import Restorer
 from edgeir.train.teacher import ema_update, lr_at
 
@@ -26,13 +27,22 @@ class RecoverySettings(BaseModel):
 
     steps: int = Field(400, ge=0)  # 0: no recovery
     batch: int = Field(8, ge=1)
-    patch: int = Field(96, ge=16)  # training crop at output resolution
+    patch: Patches = 96  # training crops at output resolution: one size or several (edgeir.compress.crops)
     lr: float = Field(5e-4, gt=0)  # peak; warmup over the first 5%, then cosine decay to 10%
     # The result is this exponential moving average of the weights (0: the last weights): a 4-step sampler
     # amplifies the last steps' weight noise.
     ema: float = Field(0.99, ge=0, lt=1)
     # Weight of feature distillation (each ResBlock's output vs the unpruned model's kept channels); 0: off.
     feature_weight: float = Field(0.0, ge=0)
+
+    @property
+    def sizes(self) -> list[int]:
+        return crop_sizes(self.patch)
+
+    @model_validator(mode="after")
+    def _check(self) -> RecoverySettings:
+        crop_sizes(self.patch)
+        return self
 
 
 def diffuse(alphas_cumprod: torch.Tensor, target: torch.Tensor, t: torch.Tensor, generator: torch.Generator
