@@ -54,6 +54,8 @@ def test_a_valid_recipe_parses_into_typed_stages():
     (stage(patch="big"), "stages.0.distill.patch.size: Input should be a valid integer"),
     (stage(patch=[128, 128]), "patch: [128, 128] names a size twice"),
     (stage(patch=[]), "patch: name at least one size"),
+    (base(stages=[{"kind": "prune", "recovery": {"patch": [96, 96]}}]),
+     "stages.0.prune.recovery: Value error, patch: [96, 96] names a size twice"),
     (stage(gates={"min_detail_kept": 0.9, "max_detail_kept": 0.5}),
      "min_detail_kept (0.9) is above max_detail_kept (0.5)"),
     (stage(gates={"min_detial_kept": 0.9}), "stages.0.distill.gates.min_detial_kept: Extra inputs"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Discriminator, Field, Tag
+from pydantic import BaseModel, Discriminator, Field, Tag, model_validator
 
 Patch = Annotated[int, Field(ge=16)]
 # Tagged, so a mistake is reported against the form the recipe used ("patch.sizes.0: ... >= 16").
@@ -17,11 +17,20 @@ Patches = Annotated[Annotated[Patch, Tag("size")] | Annotated[list[Patch], Tag("
                     Discriminator(lambda v: "sizes" if isinstance(v, list) else "size")]
 
 
-def crop_sizes(patch: int | list[int]) -> list[int]:
-    """``patch`` as a list of distinct sizes; a ValueError (a recipe's one-line message) otherwise."""
-    sizes = [patch] if isinstance(patch, int) else list(patch)
-    if not sizes:
-        raise ValueError("patch: name at least one size")
-    if len(set(sizes)) < len(sizes):
-        raise ValueError(f"patch: {patch} names a size twice")
-    return sizes
+class CropSized(BaseModel):
+    """Settings with a ``patch: Patches`` field (each declares its own default): its sizes as a list, checked
+    to be distinct when the settings are made."""
+
+    patch: Patches
+
+    @property
+    def sizes(self) -> list[int]:
+        return [self.patch] if isinstance(self.patch, int) else list(self.patch)
+
+    @model_validator(mode="after")
+    def _check_sizes(self) -> CropSized:
+        if not self.sizes:
+            raise ValueError("patch: name at least one size")
+        if len(set(self.sizes)) < len(self.sizes):
+            raise ValueError(f"patch: {self.patch} names a size twice")
+        return self

@@ -26,11 +26,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 from safetensors.torch import load_file, save_file
 
 from edgeir.compress import ddp
-from edgeir.compress.crops import Patches, crop_sizes
+from edgeir.compress.crops import CropSized, Patches
 from edgeir.compress.stage import StageContext, StageOutput
 from edgeir.diffusion.schedules import spaced_timesteps
 from edgeir.diffusion.steps import apply_step
@@ -44,7 +44,7 @@ from edgeir.train.teacher import ema_update, lr_at
 DISTRIBUTED = True  # the pipeline runs this stage on every torchrun process
 
 
-class DistillSettings(BaseModel):
+class DistillSettings(CropSized):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["distill"] = "distill"
@@ -73,13 +73,8 @@ class DistillSettings(BaseModel):
     ema: float = Field(0.99, ge=0, lt=1)
     save_every: int = Field(50, ge=1)  # checkpoint interval, in iterations
 
-    @property
-    def sizes(self) -> list[int]:
-        return crop_sizes(self.patch)
-
     @model_validator(mode="after")
     def _check(self) -> DistillSettings:
-        crop_sizes(self.patch)
         n = self.teacher_steps
         if self.method == "progressive" and n is not None:
             ratio = n // self.steps

@@ -13,16 +13,16 @@ from collections.abc import Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field
 from torch import nn
 
 from edgeir.compress import ddp
-from edgeir.compress.crops import Patches, crop_sizes
+from edgeir.compress.crops import CropSized, Patches
 from edgeir.models.restorer import Restorer
 from edgeir.train.teacher import ema_update, lr_at
 
 
-class RecoverySettings(BaseModel):
+class RecoverySettings(CropSized):
     model_config = ConfigDict(extra="forbid")
 
     steps: int = Field(400, ge=0)  # 0: no recovery
@@ -34,15 +34,6 @@ class RecoverySettings(BaseModel):
     ema: float = Field(0.99, ge=0, lt=1)
     # Weight of feature distillation (each ResBlock's output vs the unpruned model's kept channels); 0: off.
     feature_weight: float = Field(0.0, ge=0)
-
-    @property
-    def sizes(self) -> list[int]:
-        return crop_sizes(self.patch)
-
-    @model_validator(mode="after")
-    def _check(self) -> RecoverySettings:
-        crop_sizes(self.patch)
-        return self
 
 
 def diffuse(alphas_cumprod: torch.Tensor, target: torch.Tensor, t: torch.Tensor, generator: torch.Generator
