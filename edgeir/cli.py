@@ -186,8 +186,8 @@ def compress_cmd(model, recipe, out, resume, device, as_json):
     """Compress MODEL (default: the recipe's teacher) by the recipe's stages; writes OUT/report.json and one
     model folder per stage. Under torchrun, distillation trains with DistributedDataParallel."""
     from edgeir.commands.compress import read_report, report_table, run_compress
-    from edgeir.compress import ddp
     from edgeir.errors import QualityGateError
+    from edgeir.train import ddp
 
     try:
         report = run_compress(model, recipe, out, resume, device)
@@ -232,10 +232,11 @@ def compress_cmd(model, recipe, out, resume, device, as_json):
 def export_cmd(model, out, fmt, precision, graph, opset, batch, size, steps, fp16_io, workspace_mb, timing_cache,
                trust_pickle, as_json):
     """Export MODEL (or build TensorRT engines for an ONNX bundle) into a checked bundle OUT."""
-    from edgeir.commands.export import print_summary, run_export
+    from edgeir.commands.export import print_summary
+    from edgeir.export.bundle import export_bundle
     from edgeir.runtime.backends import cache_root
 
-    result = run_export(model, out, fmt, precision, graph, opset, batch, size, steps, not fp16_io, workspace_mb,
+    result = export_bundle(model, out, fmt, precision, graph, opset, batch, size, steps, not fp16_io, workspace_mb,
                         timing_cache or cache_root() / "tensorrt.timing-cache", trust_pickle, " ".join(sys.argv))
     if as_json:
         print_json(result)

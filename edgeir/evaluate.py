@@ -4,12 +4,22 @@ per image so every model sees the same inputs)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
+from edgeir.data.builtin import builtin_images
+from edgeir.data.images import list_images, read_rgb
 from edgeir.metrics import mean_metrics, measure
 from edgeir.progress import progress_bar
 from edgeir.tasks import Degraded, Task
+
+
+def ground_truth(data: Path | None) -> list:
+    """(name, image) pairs: the built-in held-out photographs, or every image in the folder ``data``."""
+    if data is None:
+        return builtin_images("heldout")
+    return [(p.name, read_rgb(p)) for p in list_images(data)]
 
 
 def center_crop(img: np.ndarray, size: int | None, multiple: int) -> np.ndarray:

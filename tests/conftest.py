@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from edgeir.models.config import EdgeUNetSpec, RestorerConfig, SamplerConfig
-from edgeir.models.restorer import Restorer
+from edgeir.models.restorer import RestorerModel
 from edgeir.models.unet import UNetConfig
 from edgeir.tasks import SRTask
 
@@ -30,9 +30,9 @@ def tiny_diffusers_unet(seed: int = 0):
 
 
 @pytest.fixture
-def tiny_restorer() -> Restorer:
+def tiny_restorer() -> RestorerModel:
     torch.manual_seed(0)
-    return Restorer(tiny_config()).eval()
+    return RestorerModel(tiny_config()).eval()
 
 
 @pytest.fixture

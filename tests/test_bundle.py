@@ -8,8 +8,8 @@ import zipfile
 import pytest
 from test_runtime_support import make_bundle, tiny_restorer
 
+from edgeir.bundle import load_bundle
 from edgeir.errors import CheckpointError
-from edgeir.runtime import load_bundle
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from edgeir.diffusion.schedules import spaced_timesteps
 from edgeir.evaluate import degrade_set
 from edgeir.load import load_restorer, save_restorer
 from edgeir.tasks import Degraded
+from edgeir.train import loop
 from edgeir.train.data import make_pair
 
 
@@ -113,7 +114,7 @@ def test_other_starting_weights_or_teachers_never_reuse_a_work_folders_checkpoin
 def test_a_finished_student_comes_back_exactly_without_training(tiny_restorer, tmp_path, monkeypatch):
     s = DistillSettings(method="direct", steps=1, iterations=3, batch=2, patch=16, pairs=4, save_every=2)
     first = distill.run(s, context(tiny_restorer, tmp_path)).model
-    monkeypatch.setattr(distill, "ema_update", lambda *args: pytest.fail("the finished student was retrained"))
+    monkeypatch.setattr(loop, "ema_update", lambda *args: pytest.fail("the finished student was retrained"))
     again = distill.run(s, context(tiny_restorer, tmp_path)).model
     assert again.digest() == first.digest()
 

@@ -14,18 +14,19 @@ from conftest import tiny_config
 from edgeir.errors import ConfigError
 from edgeir.export import checks
 from edgeir.export.graph import export_graph, parity_cases, real_conditions
-from edgeir.export.profile import DimRange, image_profile
 from edgeir.export.sampler import SamplerGraph, export_sampler, sampler_feeds
 from edgeir.export.unet import export_unet, unet_feeds
+from edgeir.graphs.ort import open_session
+from edgeir.graphs.shapes import DimRange, image_profile
 from edgeir.load import load_restorer
 from edgeir.models.config import SamplerConfig
-from edgeir.models.restorer import Restorer
+from edgeir.models.restorer import RestorerModel
 from edgeir.tasks import InpaintTask
 
 SIZES = [(1, 64, 64), (2, 32, 48), (1, 48, 96), (2, 80, 32)]  # (batch, height, width), multiples of 16
 
 
-def student(steps: int) -> Restorer:
+def student(steps: int) -> RestorerModel:
     """The shipped sr4x teacher with a few-step sampler config: structurally what a distilled student is."""
     r = load_restorer("sr4x")
     r.config = r.config.model_copy(update={"sampler": r.config.sampler.model_copy(
@@ -34,19 +35,19 @@ def student(steps: int) -> Restorer:
 
 
 @pytest.fixture(scope="module", params=[4, 1], ids=["4-step", "1-step"])
-def sr4x_student(request) -> Restorer:
+def sr4x_student(request) -> RestorerModel:
     return student(request.param)
 
 
-def tiny(task=None, steps: int = 1) -> Restorer:
+def tiny(task=None, steps: int = 1) -> RestorerModel:
     """A tiny random restorer; one step keeps the unrolled sampler graph (and onnxslim's work) small."""
     torch.manual_seed(0)
     cfg = tiny_config(task)
-    return Restorer(cfg.model_copy(update={"sampler": SamplerConfig(steps=steps)})).eval()
+    return RestorerModel(cfg.model_copy(update={"sampler": SamplerConfig(steps=steps)})).eval()
 
 
 def ort_run(path, feeds) -> np.ndarray:
-    return checks.run(checks.session(path), feeds)
+    return checks.run(open_session(path), feeds)
 
 
 def inputs(restorer, b, h, w, rng, real=False):
@@ -100,9 +101,9 @@ def test_graph_io_names_and_dynamic_axes(tmp_path):
 
 
 def test_sampler_module_is_the_torch_sampler():
-    """Same step maths, same loop: bit-identical to Restorer.restore_tensor for a deterministic sampler."""
+    """Same step maths, same loop: bit-identical to RestorerModel.restore_tensor for a deterministic sampler."""
     torch.manual_seed(0)
-    r = Restorer(tiny_config()).eval()
+    r = RestorerModel(tiny_config()).eval()
     cond, noise = torch.rand(2, 3, 8, 12) * 2 - 1, torch.randn(2, 3, 8, 12)
     with torch.no_grad():
         assert torch.equal(SamplerGraph(r)(cond, noise), r.restore_tensor(cond, noise))
@@ -113,12 +114,12 @@ def test_stochastic_sampler_graph_takes_its_noise_as_input(tmp_path):
     deterministic given its inputs and equals the torch module fed the same noise."""
     torch.manual_seed(0)
     cfg = tiny_config()
-    r = Restorer(cfg.model_copy(update={"sampler": SamplerConfig(steps=3, eta=1.0)})).eval()
+    r = RestorerModel(cfg.model_copy(update={"sampler": SamplerConfig(steps=3, eta=1.0)})).eval()
     path = export_sampler(r, tmp_path / "sampler.onnx")
     rng = np.random.default_rng(0)
     feeds = sampler_feeds(r, rng.uniform(-1, 1, (2, 3, 8, 8)).astype(np.float32), rng)
     assert feeds["noise"].shape[1] == 3 * 3  # initial noise + the 2 stochastic steps (the last has sigma 0)
-    sess = checks.session(path)
+    sess = open_session(path)
     a, b = checks.run(sess, feeds), checks.run(sess, feeds)
     assert np.array_equal(a, b)
     with torch.no_grad():
@@ -154,7 +155,7 @@ def test_fp16_export_has_its_own_gate_and_io_types(keep_io_fp32, tmp_path):
     assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer)
     # the graph still runs from FP32 arrays (run() casts to what the graph declares)
     rng = np.random.default_rng(0)
-    out = checks.run(checks.session(result.path), sampler_feeds(r, inputs(r, 1, 16, 16, rng), rng))
+    out = checks.run(open_session(result.path), sampler_feeds(r, inputs(r, 1, 16, 16, rng), rng))
     assert out.shape == (1, 3, 16, 16) and np.isfinite(out).all()
 
 

@@ -14,11 +14,11 @@ import torch
 from click.testing import CliRunner
 from conftest import tiny_config
 
+from edgeir.bundle import load_bundle
 from edgeir.cli import main
 from edgeir.load import save_restorer
 from edgeir.models.config import SamplerConfig
-from edgeir.models.restorer import Restorer
-from edgeir.runtime import load_bundle
+from edgeir.models.restorer import RestorerModel
 
 PROFILE = ["--batch", "1:1:2", "--size", "8:16:32"]
 
@@ -27,7 +27,7 @@ PROFILE = ["--batch", "1:1:2", "--size", "8:16:32"]
 def model(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     cfg = tiny_config()
-    restorer = Restorer(cfg.model_copy(update={"sampler": SamplerConfig(steps=1)})).eval()
+    restorer = RestorerModel(cfg.model_copy(update={"sampler": SamplerConfig(steps=1)})).eval()
     return save_restorer(restorer, tmp_path_factory.mktemp("m") / "tiny")
 
 
@@ -120,7 +120,7 @@ ENGINE_SCRIPT = r"""
 import json, sys
 sys.modules["torch"] = None  # the Jetson path must not need torch
 from pathlib import Path
-import edgeir.export.tensorrt as trt_export
+import edgeir.graphs.tensorrt as trt_export
 
 def fake_build(onnx_path, engine_path, shapes, precision, strongly_typed, workspace_mb, timing_cache):
     record = {"tensorrt": "fake", "gpu": {"name": "none"}, "precision": precision, "onnx": Path(onnx_path).name,
@@ -131,8 +131,8 @@ def fake_build(onnx_path, engine_path, shapes, precision, strongly_typed, worksp
 
 trt_export.require_tensorrt = lambda: None
 trt_export.build_engine = fake_build
-from edgeir.commands.export import run_export
-result = run_export(sys.argv[1], Path(sys.argv[2]), "trt", "fp16", "sampler", batch="1:1:2", size="8:16:32")
+from edgeir.export.bundle import export_bundle
+result = export_bundle(sys.argv[1], Path(sys.argv[2]), "trt", "fp16", "sampler", batch="1:1:2", size="8:16:32")
 print(json.dumps(result))
 """
 

@@ -20,17 +20,17 @@ from edgeir.errors import ConfigError
 from edgeir.evaluate import degrade_set
 from edgeir.load import load_restorer, save_restorer
 from edgeir.models.config import EdgeUNetSpec, RestorerConfig, SamplerConfig
-from edgeir.models.restorer import Restorer
+from edgeir.models.restorer import RestorerModel
 from edgeir.models.unet import UNetConfig
 from edgeir.tasks import SRTask
 
 MAGNITUDE = {"importance": "magnitude"}
 
 
-def small(seed: int = 0, **unet) -> Restorer:
+def small(seed: int = 0, **unet) -> RestorerModel:
     cfg = UNetConfig(unshuffle=2, channels=(16, 32), norm_groups=4, attention_heads=2, time_embed_dim=16, **unet)
     torch.manual_seed(seed)
-    return Restorer(RestorerConfig(task=SRTask(scale=2), network=EdgeUNetSpec(config=cfg), residual_scale=4.0,
+    return RestorerModel(RestorerConfig(task=SRTask(scale=2), network=EdgeUNetSpec(config=cfg), residual_scale=4.0,
                                    sampler=SamplerConfig(steps=4))).eval()
 
 
@@ -61,8 +61,8 @@ def test_pruned_unet_removes_channels_and_keeps_io_shapes(ratio):
             out = p.denoiser(x, t, c)
             assert out.shape == (2, 3, *size) and torch.isfinite(out).all()
     # the config alone describes every layer
-    assert Restorer(p.config).denoiser.net.state_dict().keys() == net.state_dict().keys()
-    assert all(a.shape == b.shape for a, b in zip(Restorer(p.config).state_dict().values(),
+    assert RestorerModel(p.config).denoiser.net.state_dict().keys() == net.state_dict().keys()
+    assert all(a.shape == b.shape for a, b in zip(RestorerModel(p.config).state_dict().values(),
                                                   p.state_dict().values()))
 
 
@@ -161,7 +161,7 @@ def test_taylor_importance_follows_the_denoising_loss_at_the_visited_timesteps()
 
 def test_diffusers_unet2d_prunes_with_attention_and_keeps_io_shapes():
     pytest.importorskip("diffusers")
-    from edgeir.load.diffusers import DiffusersUNet
+    from edgeir.models.diffusers_unet import DiffusersUNet
 
     unet = tiny_diffusers_unet()
     net = DiffusersUNet(unet).eval()
@@ -183,7 +183,7 @@ def test_diffusers_attention_pruning_keeps_the_kept_channels_exact():
     """As for our attention: diffusers' SDPA processor scales logits by the current head width, so pruning
     exactly the zeroed head dimensions changes nothing only if the scale change is folded into to_q."""
     pytest.importorskip("diffusers")
-    from edgeir.load.diffusers import DiffusersUNet
+    from edgeir.models.diffusers_unet import DiffusersUNet
 
     unet = tiny_diffusers_unet()
     net = DiffusersUNet(unet).eval()
@@ -223,7 +223,7 @@ def test_stage_prunes_and_recovers_towards_the_unpruned_model(tmp_path):
     with torch.no_grad():
         goal = teacher.denoiser(x, t, c)
 
-        def gap(m: Restorer) -> float:
+        def gap(m: RestorerModel) -> float:
             return (m.denoiser(x, t, c) - goal).pow(2).mean().item()
 
         assert gap(out.model) < 0.7 * gap(unrecovered)
@@ -255,7 +255,7 @@ def test_recovery_with_several_crop_sizes_takes_turns_between_them(tmp_path, mon
 def _recover_on_rank(rank: int, port: int, folder: str) -> None:
     import torch.distributed as dist
 
-    from edgeir.compress import ddp
+    from edgeir.train import ddp
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)

@@ -20,19 +20,19 @@ from edgeir.errors import CheckpointError, ConfigError
 from edgeir.load import load_restorer, save_restorer
 from edgeir.models.config import RestorerConfig
 from edgeir.models.denoiser import CallAdapter
-from edgeir.models.restorer import Restorer
+from edgeir.models.restorer import RestorerModel
 
 pytest.importorskip("diffusers")
 SIZES = [(16, 16), (32, 16)]
 
 
-def diffusers_restorer() -> Restorer:
-    from edgeir.load.diffusers import DiffusersUNet
+def diffusers_restorer() -> RestorerModel:
+    from edgeir.models.diffusers_unet import DiffusersUNet
 
     unet = tiny_diffusers_unet()
     config = RestorerConfig.model_validate({"task": {"name": "sr", "scale": 2}, "sampler": {"steps": 2},
                                             "network": {"type": "diffusers_unet2d", "config": dict(unet.config)}})
-    return Restorer(config, net=DiffusersUNet(unet)).eval()
+    return RestorerModel(config, net=DiffusersUNet(unet)).eval()
 
 
 def test_pruned_diffusers_restorer_loads_in_a_fresh_process_without_torch_pruning(tmp_path):
@@ -89,7 +89,7 @@ def test_prune_stage_prunes_and_recovers_a_diffusers_restorer(tmp_path):
 
 def test_prune_refuses_a_network_it_cannot_describe():
     r = diffusers_restorer()
-    adapted = Restorer(r.config, net=CallAdapter(r.denoiser.net, lambda m, x, t, c: m(x, t, c)))
+    adapted = RestorerModel(r.config, net=CallAdapter(r.denoiser.net, lambda m, x, t, c: m(x, t, c)))
     with pytest.raises(ConfigError, match="edge_unet or diffusers_unet2d"):
         prune_restorer(adapted, PruneSettings(**MAGNITUDE))
 

@@ -11,30 +11,31 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from edgeir.compress import int8_gate, layers, quantize
+from edgeir.compress import layers, quantize, quantize_gate
 from edgeir.compress.calibration import calibration_set
 from edgeir.compress.nncf_model import export_int8, network_graph, quantize_network, quantizers, weight_of
-from edgeir.compress.onnx_denoiser import cpu_session, onnx_restorer
 from edgeir.compress.stage import StageContext
 from edgeir.errors import ConfigError, ImageError, QualityGateError
 from edgeir.evaluate import degrade_set
-from edgeir.export.profile import DimRange, image_profile
-from edgeir.export.readiness import check_tensorrt
+from edgeir.graphs.cpu_int8 import ENCODINGS, cpu_encoding, reencode
+from edgeir.graphs.ort import open_session
+from edgeir.graphs.readiness import check_tensorrt
+from edgeir.graphs.shapes import DimRange, image_profile
 from edgeir.models.config import EdgeUNetSpec, RestorerConfig, SamplerConfig
-from edgeir.models.restorer import Restorer
+from edgeir.models.onnx_net import OnnxNet
+from edgeir.models.restorer import RestorerModel
 from edgeir.models.unet import UNetConfig
-from edgeir.runtime.cpu_int8 import uint8_activations
 from edgeir.tasks import SRTask
 
 TIMESTEPS = [900, 420, 60]  # a distilled student's own (uneven) schedule
 
 
-def tiny_student() -> Restorer:
+def tiny_student() -> RestorerModel:
     torch.manual_seed(0)
     net = UNetConfig(channels=(8, 16), norm_groups=4, attention_heads=2, time_embed_dim=16, unshuffle=2)
     config = RestorerConfig(network=EdgeUNetSpec(config=net), task=SRTask(scale=2), residual_scale=2.0,
                             sampler=SamplerConfig(steps=3, timesteps=TIMESTEPS, temperature=0.7))
-    return Restorer(config).eval()
+    return RestorerModel(config).eval()
 
 
 def images(n: int, size: int = 48, seed: int = 0) -> list[np.ndarray]:
@@ -48,7 +49,7 @@ def images(n: int, size: int = 48, seed: int = 0) -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def student() -> Restorer:
+def student() -> RestorerModel:
     return tiny_student()
 
 
@@ -105,17 +106,16 @@ def test_export_has_only_standard_qdq_and_int8_weights(int8_path):
     assert sorted(float_conv_weights) == ["net.conv_in.weight", "net.conv_out.weight"]
 
 
-def reference_session(model: onnx.ModelProto):
-    """onnxruntime with every graph optimisation off: Q/DQ computed exactly as the ONNX spec writes them."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+def exact_encodings() -> list[str]:
+    """The encodings onnxruntime computes exactly on this CPU: u8u8 everywhere, u8s8 where it has VNNI (or is not
+    x86). An AVX2 machine and an AVX-512 VNNI one run the same assertions on the encoding each would choose."""
+    return sorted({"u8u8", cpu_encoding()})
 
 
-def test_onnxruntime_runs_dynamic_sizes_and_matches_nncf(student, quantized, int8_path):
-    fast, exact = cpu_session(int8_path), reference_session(onnx.load(str(int8_path)))
+@pytest.mark.parametrize("encoding", exact_encodings())
+def test_onnxruntime_runs_dynamic_sizes_and_matches_nncf(student, quantized, int8_path, encoding):
+    fast = open_session(int8_path, int8_encoding=encoding)
+    exact = open_session(int8_path, optimize=False)
     for h, w in ((16, 24), (32, 12)):
         x = torch.randn(2, 3, h, w)
         t = torch.tensor([900.0, 60.0])
@@ -128,10 +128,23 @@ def test_onnxruntime_runs_dynamic_sizes_and_matches_nncf(student, quantized, int
             fp32 = student.denoiser(x, t, cond).numpy()
         # The graph computes what NNCF simulated, up to rounding ties: NNCF rounds (x - low) * s - zp, ONNX
         # rounds x / scale, so a value within float error of a tie may land one step apart (and a random
-        # tiny net spreads that step). A wrong scale, axis or zero point would be as large as INT8's error.
+        # tiny net spreads that step). A wrong scale, axis or zero point would be as large as INT8's error, and
+        # so is a kernel that saturates.
         int8_error = np.abs(fake_quant - fp32).mean()
         assert np.abs(ref - fake_quant).mean() < 0.5 * int8_error
         assert np.abs(out - ref).mean() < 0.5 * int8_error
+
+
+def test_the_cpu_encoding_is_the_exact_fast_one():
+    """u8s8 is chosen exactly where onnxruntime's kernels compute it without saturating: on x86 that is where the
+    CPU has VNNI, which numpy's own CPU detection reports for AVX-512."""
+    features = np.__dict__.get("_core", np.core)._multiarray_umath.__cpu_features__  # type: ignore[attr-defined]
+    if features.get("AVX512VNNI"):
+        assert cpu_encoding() == "u8s8"
+    elif features.get("AVX2") and not features.get("AVX512F"):
+        # An AVX2 CPU may still have the VEX form of VNNI, which numpy does not report: both answers are exact.
+        assert cpu_encoding() in ENCODINGS
+    assert cpu_encoding() in ENCODINGS
 
 
 def test_int8_weights_are_nncfs_quantized_weights(quantized, int8_path):
@@ -153,19 +166,22 @@ def test_int8_weights_are_nncfs_quantized_weights(quantized, int8_path):
     assert checked == len(weight_quantizer) > 0
 
 
-def test_uint8_reencoding_is_exact(int8_path):
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_reencodings_are_exact(int8_path, encoding):
+    """As ONNX arithmetic (Q/DQ in float, no kernels involved), every encoding is the signed graph itself."""
     model = onnx.load(str(int8_path))
     feed = {"x_t": np.random.default_rng(1).standard_normal((1, 3, 16, 16), dtype=np.float32),
             "t": np.array([420.0], np.float32),
             "condition": np.random.default_rng(2).uniform(-1, 1, (1, 3, 16, 16)).astype(np.float32)}
-    run = lambda m: reference_session(m).run(None, feed)[0]
-    u8 = uint8_activations(model)
-    assert any(numpy_helper.to_array(i).dtype == np.uint8 for i in u8.graph.initializer)
+    run = lambda m: open_session(m.SerializeToString(), optimize=False).run(None, feed)[0]
+    u8 = reencode(model, encoding)
+    types = {numpy_helper.to_array(i).dtype for i in u8.graph.initializer}
+    assert np.dtype(np.uint8) in types and (np.dtype(np.int8) in types) == (encoding == "u8s8")
     np.testing.assert_allclose(run(u8), run(model), atol=1e-6)
 
 
 def test_restorer_on_the_int8_graph_restores_like_any_other(student, int8_path):
-    model = onnx_restorer(student.config, int8_path)
+    model = RestorerModel(student.config, net=OnnxNet(int8_path)).eval()
     cases = degrade_set(student.task, [("a", images(1, 40)[0])], size=None)
     out = model.restore(cases[0][2], seed=0)
     assert out.shape == cases[0][1].shape and np.isfinite(out).all()
@@ -229,17 +245,17 @@ def test_gate_counts_nonfinite_predictions(student):
         def forward(self, x_t, t, cond):
             return torch.full_like(x_t, float("nan"))
 
-    broken = Restorer(student.config, net=Broken(1, 1))
+    broken = RestorerModel(student.config, net=Broken(1, 1))
     cases = degrade_set(student.task, [("a", images(1, 16)[0])], None)
-    result = int8_gate.check(student, broken, cases, 0, max_psnr_drop=100, min_detail_kept=0)
+    result = quantize_gate.check(student, broken, cases, 0, max_psnr_drop=100, min_detail_kept=0)
     assert result.nonfinite == 3 * 16 * 16 * 3 and not result.passed and "NaN/Inf" in result.summary()
 
 
 def test_the_cpu_re_encoding_without_onnx_is_one_clear_error(int8_path, monkeypatch):
     import builtins
+    import sys
 
     from edgeir.errors import BackendError
-    from edgeir.runtime.cpu_int8 import for_cpu
 
     real_import = builtins.__import__
 
@@ -248,6 +264,7 @@ def test_the_cpu_re_encoding_without_onnx_is_one_clear_error(int8_path, monkeypa
             raise ImportError(name)
         return real_import(name, *args, **kwargs)
 
+    monkeypatch.delitem(sys.modules, "edgeir.graphs.cpu_int8")
     monkeypatch.setattr(builtins, "__import__", no_onnx)
     with pytest.raises(BackendError, match="pip install onnx"):
-        for_cpu(int8_path.read_bytes())
+        open_session(int8_path.read_bytes())

@@ -13,10 +13,10 @@ from conftest import tiny_config
 from onnx import TensorProto, helper, numpy_helper
 
 from edgeir.errors import ConfigError
-from edgeir.export.profile import DimRange, image_profile, input_shapes
-from edgeir.export.readiness import check_tensorrt, random_ops
 from edgeir.export.unet import export_unet
-from edgeir.models.restorer import Restorer
+from edgeir.graphs.readiness import check_tensorrt, random_ops
+from edgeir.graphs.shapes import DimRange, image_profile, input_shapes
+from edgeir.models.restorer import RestorerModel
 
 PROFILE = image_profile(DimRange(min=1, opt=1, max=4), DimRange(min=8, opt=16, max=32))
 
@@ -24,7 +24,7 @@ PROFILE = image_profile(DimRange(min=1, opt=1, max=4), DimRange(min=8, opt=16, m
 @pytest.fixture(scope="module")
 def unet_path(tmp_path_factory):
     torch.manual_seed(0)
-    return export_unet(Restorer(tiny_config()).eval(), tmp_path_factory.mktemp("g") / "unet.onnx")
+    return export_unet(RestorerModel(tiny_config()).eval(), tmp_path_factory.mktemp("g") / "unet.onnx")
 
 
 @pytest.fixture

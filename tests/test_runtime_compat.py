@@ -33,8 +33,8 @@ np.savez(sys.argv[2], **out)
 
 
 def _runtime_modules() -> list[str]:
-    # edgeir.export.readiness: imported lazily when the CPU provider re-encodes an INT8 graph (runtime.cpu_int8)
-    code = ("import sys, edgeir.runtime, edgeir.runtime.trt, edgeir.export.readiness; "
+    # edgeir.graphs.readiness: imported lazily when the CPU provider re-encodes an INT8 graph (runtime.cpu_int8)
+    code = ("import sys, edgeir.runtime, edgeir.runtime.trt, edgeir.graphs.readiness; "
             "print(sorted(m for m in sys.modules if m.startswith('edgeir')))")
     return ast.literal_eval(subprocess.check_output([sys.executable, "-c", code], cwd=ROOT, text=True))
 

@@ -7,30 +7,30 @@ from pathlib import Path
 
 import torch
 
+from edgeir.bundle import Manifest, make_variant, write_bundle
 from edgeir.export.sampler import export_sampler
 from edgeir.export.unet import export_unet
 from edgeir.models.config import EdgeUNetSpec, RestorerConfig, SamplerConfig
-from edgeir.models.restorer import Restorer
+from edgeir.models.restorer import RestorerModel
 from edgeir.models.unet import UNetConfig
-from edgeir.runtime import Manifest, make_variant, write_bundle
 from edgeir.tasks import SRTask
 
 
-def tiny_restorer(task=None, steps: int = 2, seed: int = 0) -> Restorer:
+def tiny_restorer(task=None, steps: int = 2, seed: int = 0) -> RestorerModel:
     task = task or SRTask(scale=2)
     net = UNetConfig(cond_channels=task.cond_channels, channels=(8, 16), unshuffle=2, norm_groups=4,
                      attention_heads=2, time_embed_dim=16)
     cfg = RestorerConfig(network=EdgeUNetSpec(config=net), task=task, residual_scale=2.0,
                          sampler=SamplerConfig(steps=steps, temperature=0.7))
     torch.manual_seed(seed)
-    restorer = Restorer(cfg).eval()
+    restorer = RestorerModel(cfg).eval()
     with torch.no_grad():  # random weights barely move the output; make the residual visible
         for p in restorer.parameters():
             p.mul_(3.0)
     return restorer
 
 
-def make_bundle(restorer: Restorer, dest: Path, kinds=("sampler",), tile: int = 32, overlap: int = 8,
+def make_bundle(restorer: RestorerModel, dest: Path, kinds=("sampler",), tile: int = 32, overlap: int = 8,
                 steps: int | None = None) -> Path:
     cfg = restorer.config
     work = dest.parent / f"{dest.name}.graphs"

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from edgeir.errors import BackendError
-from edgeir.export import tensorrt as trt_export
+from edgeir.graphs import tensorrt as trt_export
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULE = ROOT / "edgeir" / "export" / "tensorrt.py"
+MODULE = ROOT / "edgeir" / "graphs" / "tensorrt.py"
 
 
 def has_tensorrt() -> bool:
@@ -118,12 +118,12 @@ def test_engine_build_with_record_and_reused_timing_cache(tmp_path):
     import torch
     from conftest import tiny_config
 
-    from edgeir.export.profile import DimRange, image_profile, input_shapes
     from edgeir.export.unet import export_unet
-    from edgeir.models.restorer import Restorer
+    from edgeir.graphs.shapes import DimRange, image_profile, input_shapes
+    from edgeir.models.restorer import RestorerModel
 
     torch.manual_seed(0)
-    onnx_path = export_unet(Restorer(tiny_config()).eval(), tmp_path / "unet.onnx")
+    onnx_path = export_unet(RestorerModel(tiny_config()).eval(), tmp_path / "unet.onnx")
     shapes = input_shapes(onnx.load(str(onnx_path)),
                           image_profile(DimRange(min=1, opt=1, max=2), DimRange(min=8, opt=16, max=32)))
     cache = tmp_path / "timing.cache"
@@ -141,10 +141,10 @@ def test_runtime_builds_its_cached_engine_with_the_exporters_builder(tmp_path, m
     a profile from the bundle's size constraints up to the planned tile, and a second load reuses the file."""
     from types import SimpleNamespace
 
+    from edgeir.bundle.manifest import make_variant
     from edgeir.diffusion.schedules import alphas_cumprod
     from edgeir.diffusion.steps import ddim_steps
     from edgeir.runtime.backends import Shapes
-    from edgeir.runtime.manifest import make_variant
     from edgeir.runtime.trt import TrtSession
 
     calls = []

@@ -4,7 +4,7 @@ from conftest import tiny_config
 
 from edgeir.load import load_restorer
 from edgeir.tasks import InpaintTask
-from edgeir.train.data import PairStream, make_pair
+from edgeir.train.data import Pairs, make_pair
 from edgeir.train.teacher import STATE, train_teacher
 
 
@@ -19,14 +19,19 @@ def test_training_pairs_reconstruct_ground_truth(rng):
     np.testing.assert_allclose(cond[..., :3] + target / cfg.residual_scale, gt * 2 - 1, atol=1e-5)
 
 
-def test_training_resumes_where_it_stopped(tmp_path, rng):
+def test_an_interrupted_training_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, rng):
     cfg = tiny_config()
     kw = {"batch": 2, "patch": 16, "workers": 0, "log_every": 1000, "images": images(rng)}
-    train_teacher(cfg, tmp_path / "a", tmp_path / "work", iters=3, **kw)
-    assert torch.load(tmp_path / "work" / STATE, weights_only=True)["step"] == 3
-    r = train_teacher(cfg, tmp_path / "a", tmp_path / "work", iters=5, **kw)
-    assert r.config.provenance["iterations"] == 5
-    assert load_restorer(tmp_path / "a").config.provenance["iterations"] == 5
+    whole = train_teacher(cfg, tmp_path / "whole", tmp_path / "w1", iters=5, **kw)
+    part = train_teacher(cfg, tmp_path / "part", tmp_path / "w2", iters=3, **kw)
+    assert torch.load(tmp_path / "w2" / STATE, weights_only=True)["iteration"] == 3
+    resumed = train_teacher(cfg, tmp_path / "part", tmp_path / "w2", iters=5, **kw)
+    assert resumed.config.provenance["iterations"] == 5
+    saved = load_restorer(tmp_path / "part").state_dict()
+    for name, value in whole.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[name]) and torch.equal(value, saved[name]), name
+    assert not torch.equal(part.state_dict()["denoiser.net.conv_in.weight"],
+                           whole.state_dict()["denoiser.net.conv_in.weight"])  # the last two steps did train
 
 
 def test_inpainting_loss_concentrates_on_holes(tmp_path, rng):
@@ -40,15 +45,17 @@ def test_inpainting_loss_concentrates_on_holes(tmp_path, rng):
     assert r.config.task.name == "inpaint"
 
 
-def test_pair_stream_without_workers_ignores_the_process_torch_seed(rng):
-    """The prune stage streams pairs in the main process; its batches must not depend on torch's per-process
-    seed, or the same recipe gives a different pruned model in every fresh process."""
+def test_pairs_depend_on_their_index_alone(rng):
+    """Pair i is the same whatever the process's torch seed, the worker that draws it or where a run starts,
+    so a fresh process, a resumed run and a multi-worker run all see the same batches."""
     images = [rng.random((48, 48, 3), dtype=np.float32) for _ in range(2)]
 
-    def first_pairs(torch_seed: int):
+    def batches(torch_seed: int, start: int, workers: int):
         torch.manual_seed(torch_seed)
-        stream = iter(PairStream(images, tiny_config(), patch=32, seed=5))
-        return [next(stream) for _ in range(3)]
+        loader = iter(Pairs(images, tiny_config(), patch=32, seed=5).batches(start, 2, workers))
+        return [next(loader) for _ in range(2)]
 
-    a, b = first_pairs(1), first_pairs(2)
-    assert all(torch.equal(x, y) for pa, pb in zip(a, b) for x, y in zip(pa, pb))
+    a, b, c = batches(1, 0, 0), batches(2, 1, 0), batches(3, 0, 2)
+    assert all(torch.equal(x, y) for x, y in zip(a[1], b[0]))
+    assert all(torch.equal(x, y) for pa, pc in zip(a, c) for x, y in zip(pa, pc))
+    assert not torch.equal(a[0][0], a[1][0])

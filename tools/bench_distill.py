@@ -43,7 +43,7 @@ from rich.table import Table
 from edgeir.compress import distill
 from edgeir.compress.distill import DistillSettings, with_timesteps
 from edgeir.compress.gates import measure_model
-from edgeir.compress.latency import interleaved_latency
+from edgeir.compress.latency import restore_latency_ms
 from edgeir.compress.stage import StageContext
 from edgeir.data.builtin import BUILTIN_TRAIN, builtin_images
 from edgeir.diffusion.schedules import spaced_timesteps
@@ -246,11 +246,11 @@ def _sizes(text: str) -> list[int]:
 
 
 def one_thread_latency(models: list, degraded, runs: int) -> list[float]:
-    """``interleaved_latency`` on one torch thread, as an edge CPU app would restore."""
+    """``restore_latency_ms`` on one torch thread, as an edge CPU app would restore."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return interleaved_latency(models, degraded, runs)
+        return restore_latency_ms(models, degraded, runs)
     finally:
         torch.set_num_threads(threads)
 

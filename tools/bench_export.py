@@ -2,7 +2,7 @@
 its sampler config set to 4 and 1 timesteps, which is what a distilled student is structurally), the latency of
 the same restore done three ways:
 
-* torch eager: ``Restorer.restore_tensor`` (the torch sampler);
+* torch eager: ``RestorerModel.restore_tensor`` (the torch sampler);
 * onnxruntime, sampler graph: the whole loop as one graph (``edgeir export --graph sampler``);
 * onnxruntime, UNet graph + Python loop: one graph call per step, the step maths in numpy
   (``edgeir.diffusion.sample``), as the runtime's unet variants do;
@@ -17,10 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,37 +31,20 @@ from edgeir.diffusion.steps import to_x0
 from edgeir.export.graph import export_graph, real_conditions
 from edgeir.export.sampler import export_sampler
 from edgeir.export.unet import export_unet
+from edgeir.graphs.ort import open_session
 from edgeir.load import load_restorer
-from edgeir.models.restorer import Restorer
+from edgeir.models.restorer import RestorerModel
+from edgeir.timing import median_ms
 
 
-def student(steps: int) -> Restorer:
+def student(steps: int) -> RestorerModel:
     r = load_restorer("sr4x")
     r.config = r.config.model_copy(update={"sampler": r.config.sampler.model_copy(
         update={"steps": steps, "timesteps": r.config.timesteps(steps)})})
     return r
 
 
-def median_ms(fn, runs: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
-
-
-def session(path: Path, threads: int) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no CPU stolen from torch's turn
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def unet_loop(restorer: Restorer, sess: ort.InferenceSession, cond: np.ndarray, noise: np.ndarray) -> np.ndarray:
+def unet_loop(restorer: RestorerModel, sess: ort.InferenceSession, cond: np.ndarray, noise: np.ndarray) -> np.ndarray:
     """The restore with the UNet graph and the step loop in numpy (the same ``sample``/``to_x0`` maths)."""
     cfg = restorer.config
     b = cond.shape[0]
@@ -88,7 +69,7 @@ def bench(steps: int, size: int, runs: int, threads: int, work: Path) -> dict:
     graphs = {kind: export_graph(r, kind, out, "fp32") for kind in ("sampler", "unet")}
     raw_nodes = {"sampler": len(onnx.load(str(export_sampler(r, out / "raw_s.onnx"))).graph.node),
                  "unet": len(onnx.load(str(export_unet(r, out / "raw_u.onnx"))).graph.node)}
-    s_sess, u_sess = session(graphs["sampler"].path, threads), session(graphs["unet"].path, threads)
+    s_sess, u_sess = (open_session(graphs[k].path, threads=threads) for k in ("sampler", "unet"))
     feeds = {"condition": cond, "noise": noise}
 
     def torch_eager():
@@ -96,11 +77,11 @@ def bench(steps: int, size: int, runs: int, threads: int, work: Path) -> dict:
             return r.restore_tensor(ct, nt)
 
     rows = [
-        {"method": "torch eager sampler", "ms": median_ms(torch_eager, runs), "diff": 0.0},
-        {"method": "onnxruntime sampler graph", "ms": median_ms(lambda: s_sess.run(None, feeds), runs),
+        {"method": "torch eager sampler", "ms": median_ms([torch_eager], runs, 2)[0], "diff": 0.0},
+        {"method": "onnxruntime sampler graph", "ms": median_ms([lambda: s_sess.run(None, feeds)], runs, 2)[0],
          "diff": float(np.abs(s_sess.run(None, feeds)[0] - reference).max()), "graph": "sampler"},
-        {"method": "onnxruntime UNet graph + Python loop", "ms": median_ms(lambda: unet_loop(r, u_sess, cond, noise),
-                                                                            runs),
+        {"method": "onnxruntime UNet graph + Python loop", "ms": median_ms([lambda: unet_loop(r, u_sess, cond, noise)],
+                                                                             runs, 2)[0],
          "diff": float(np.abs(unet_loop(r, u_sess, cond, noise) - reference).max()), "graph": "unet"},
     ]
     for row in rows:

@@ -12,7 +12,6 @@ allocations for that image (tracemalloc, in a separate untimed call), in bytes p
 from __future__ import annotations
 
 import argparse
-import time
 import tracemalloc
 
 import numpy as np
@@ -25,6 +24,7 @@ from edgeir.metrics import METRICS, mean_metrics, measure
 from edgeir.tasks import Degraded, InpaintTask
 from edgeir.tasks.fill import biharmonic_fill, pyramid_fill
 from edgeir.tasks.inpaint import random_mask
+from edgeir.timing import median_ms
 
 
 def main() -> None:
@@ -49,16 +49,12 @@ def main() -> None:
         table.add_column(col, justify="left" if col == "fill" else "right")
     for name, fill in methods.items():
         m = mean_metrics([measure(fill(d.image, d.mask), gt, crop=task.scale) for _, gt, d in cases])
-        times = []
-        for _ in range(args.runs):
-            start = time.perf_counter()
-            fill(big, hole)
-            times.append(1000 * (time.perf_counter() - start))
+        (ms,) = median_ms([lambda fill=fill: fill(big, hole)], args.runs, warmup=0)
         tracemalloc.start()
         fill(big, hole)
         peak = tracemalloc.get_traced_memory()[1] / hole.size
         tracemalloc.stop()
-        table.add_row(name, *(f"{m[k]:.4f}" for k in METRICS), f"{np.median(times):.0f}", f"{peak:.0f}")
+        table.add_row(name, *(f"{m[k]:.4f}" for k in METRICS), f"{ms:.0f}", f"{peak:.0f}")
     Console(width=120).print(table)
 
 

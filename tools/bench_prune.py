@@ -22,21 +22,21 @@ from rich.console import Console
 from rich.table import Table
 
 from edgeir.compress.cost import macs, params
+from edgeir.compress.latency import unet_latency_ms
 from edgeir.compress.prune import PruneSettings, run
 from edgeir.compress.recover import RecoverySettings
 from edgeir.compress.stage import StageContext
 from edgeir.data.builtin import builtin_images
 from edgeir.evaluate import degrade_set, evaluate
-from edgeir.export.timing import unet_latency_ms
 from edgeir.load import load_restorer
 from edgeir.metrics import psnr_y
-from edgeir.models.restorer import Restorer
+from edgeir.models.restorer import RestorerModel
 from edgeir.progress import progress_bar
 
 SIZE = 256
 
 
-def quality(model: Restorer, cases: list, label: str) -> tuple[dict, list[np.ndarray]]:
+def quality(model: RestorerModel, cases: list, label: str) -> tuple[dict, list[np.ndarray]]:
     outputs: list[np.ndarray] = []
 
     def restore(d, i):

@@ -8,7 +8,7 @@ distilled student is). The quantize stage runs with its default settings; if its
 repeated once with the keep-in-FP list the stage suggested (the workflow a user follows), and the table says so.
 
 Every model restores the same held-out images with the same seeds through onnxruntime on the CPU (the same
-``edgeir.compress.onnx_denoiser.cpu_session`` for all three), so quality, latency and size compare like for like.
+``edgeir.graphs.ort.open_session`` for all three), so quality, latency and size compare like for like.
 
     nice .venv/bin/python tools/bench_quant.py [--tasks sr4x deblur inpaint] [--steps 4] [--size 256]
         [--runs 15] [--threads 1] [--work DIR]
@@ -20,7 +20,6 @@ import argparse
 import json
 import logging
 import platform
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -33,19 +32,21 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from edgeir.compress import quantize
 from edgeir.compress.calibration import calibration_set
-from edgeir.compress.onnx_denoiser import cpu_session, onnx_restorer
 from edgeir.compress.stage import StageContext
 from edgeir.data.builtin import builtin_images
 from edgeir.errors import QualityGateError
 from edgeir.evaluate import degrade_set
 from edgeir.export.unet import INPUTS, export_unet
+from edgeir.graphs.ort import open_session
 from edgeir.load import load_restorer
 from edgeir.metrics import measure, psnr_y
 from edgeir.metrics.fidelity import rgb_to_y
-from edgeir.models.restorer import Restorer
+from edgeir.models.onnx_net import OnnxNet
+from edgeir.models.restorer import RestorerModel
+from edgeir.timing import median_ms
 
 
-def student(task: str, steps: int) -> Restorer:
+def student(task: str, steps: int) -> RestorerModel:
     r = load_restorer(task)
     r.config = r.config.model_copy(update={"sampler": r.config.sampler.model_copy(
         update={"steps": steps, "timesteps": r.config.timesteps(steps)})})
@@ -69,7 +70,7 @@ def peer_int8(fp32: Path, samples, out: Path) -> Path:
     return out
 
 
-def edgeir_int8(s: Restorer, ctx: StageContext) -> tuple[Path, dict, str]:
+def edgeir_int8(s: RestorerModel, ctx: StageContext) -> tuple[Path, dict, str]:
     settings = quantize.QuantizeSettings()
     how = "defaults"
     try:
@@ -88,8 +89,8 @@ def masked_psnr(out: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> float:
     return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
-def quality(path: Path, s: Restorer, cases, seed: int, threads: int) -> tuple[dict, list[np.ndarray]]:
-    r = onnx_restorer(s.config, path, threads)
+def quality(path: Path, s: RestorerModel, cases, seed: int, threads: int) -> tuple[dict, list[np.ndarray]]:
+    r = RestorerModel(s.config, net=OnnxNet(path, threads)).eval()
     outs, rows = [], []
     with torch.no_grad():
         for i, (_, gt, d) in enumerate(cases):
@@ -104,22 +105,12 @@ def quality(path: Path, s: Restorer, cases, seed: int, threads: int) -> tuple[di
 
 
 def latencies(paths: dict[str, Path], channels: int, size: int, runs: int, threads: int) -> dict[str, float]:
-    """Median ms of one denoiser call at size x size, the models interleaved run by run so that load from
-    other jobs on the machine hits them alike."""
-    sessions = {k: cpu_session(p, threads) for k, p in paths.items()}
+    """Median ms of one denoiser call at size x size, timed together (``edgeir.timing``)."""
+    sessions = {k: open_session(p, threads=threads) for k, p in paths.items()}
     rng = np.random.default_rng(0)
     feed = {"x_t": rng.standard_normal((1, 3, size, size), dtype=np.float32), "t": np.array([500.0], np.float32),
             "condition": rng.uniform(-1, 1, (1, channels, size, size)).astype(np.float32)}
-    times: dict[str, list[float]] = {k: [] for k in sessions}
-    for _ in range(3):
-        for sess in sessions.values():
-            sess.run(None, feed)
-    for _ in range(runs):
-        for k, sess in sessions.items():
-            t = time.perf_counter()
-            sess.run(None, feed)
-            times[k].append((time.perf_counter() - t) * 1000)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return dict(zip(sessions, median_ms([lambda s=s: s.run(None, feed) for s in sessions.values()], runs, 3)))
 
 
 def bench_task(task: str, args, work: Path) -> list[dict]:

@@ -22,11 +22,11 @@ start = time.perf_counter()
 import edgeir.runtime
 import_ms = (time.perf_counter() - start) * 1000
 from edgeir.runtime import Restorer
-from edgeir.runtime.budget import measure, peak_rss_mb
+from edgeir.runtime.budget import peak_rss_mb, time_restores
 bundle, h, w, tile, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 r = Restorer.load(bundle, "ort-cpu", tile=tile)
 loaded_mb = peak_rss_mb()
-t = measure(r, h, w, runs)
+t = time_restores(r, h, w, runs)
 print(json.dumps({"import_ms": import_ms, "torch_imported": "torch" in sys.modules, "p50_ms": t.p50_ms,
                   "graph_ms": t.graph_ms, "loaded_mb": loaded_mb, "peak_mb": peak_rss_mb(), **r.describe()}))
 """
@@ -35,9 +35,9 @@ CONFIGS = [(512, 512, 512), (2048, 2048, 512), (2048, 2048, 256)]  # output heig
 
 
 def default_bundle(folder: Path) -> Path:
+    from edgeir.bundle import Manifest, make_variant, write_bundle
     from edgeir.export.sampler import export_sampler
     from edgeir.load import load_restorer
-    from edgeir.runtime import Manifest, make_variant, write_bundle
 
     teacher = load_restorer("sr4x")
     cfg, steps = teacher.config, teacher.steps(4)

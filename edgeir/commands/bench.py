@@ -8,7 +8,7 @@ from pathlib import Path
 from edgeir.errors import ConfigError
 from edgeir.runtime import Restorer
 from edgeir.runtime.backends import cache_root
-from edgeir.runtime.budget import measure, peak_rss_mb, plan
+from edgeir.runtime.budget import peak_rss_mb, plan, time_restores
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -33,7 +33,7 @@ def run_bench(bundle: str | Path, size: str, budget_ms: float | None = None, run
         restorer = chosen.load(bundle)
     else:
         restorer = Restorer.load(bundle, backend, tile=tile)
-    t = measure(restorer, h, w, runs)
+    t = time_restores(restorer, h, w, runs)
     within = None if budget_ms is None else t.p95_ms <= budget_ms
     return {"p50_ms": round(t.p50_ms, 2), "p95_ms": round(t.p95_ms, 2), "p99_ms": round(t.p99_ms, 2),
             "peak_rss_mb": round(peak_rss_mb(), 1), "within_budget": within, "budget_ms": budget_ms,

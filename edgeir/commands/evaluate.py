@@ -4,17 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeir.data.builtin import builtin_images
-from edgeir.data.images import list_images, read_rgb
 from edgeir.errors import ImageError
-from edgeir.evaluate import degrade_set, evaluate
+from edgeir.evaluate import degrade_set, evaluate, ground_truth
 from edgeir.load import load_restorer
-
-
-def ground_truth(data: Path | None) -> list:
-    if data is None:
-        return builtin_images("heldout")
-    return [(p.name, read_rgb(p)) for p in list_images(data)]
 
 
 def run_eval(model: str, data: Path | None = None, steps: int | None = None, sampler: str | None = None,

@@ -17,12 +17,12 @@ from rich.console import Console
 
 from edgeir.commands.bench import run_bench
 from edgeir.commands.compress import read_report, run_compress
-from edgeir.commands.export import run_export
 from edgeir.commands.restore import run_restore
 from edgeir.data.builtin import builtin_images
 from edgeir.data.images import Picture, write_image
 from edgeir.devices import load_profile
 from edgeir.evaluate import degrade_set
+from edgeir.export.bundle import export_bundle
 from edgeir.load import load_restorer
 from edgeir.report.build import build_report
 
@@ -50,7 +50,7 @@ def run_quickstart(out: str | Path, recipe: str | Path = RECIPE, device: str = "
         # A quantized stage ships its INT8 denoiser as a unet graph (the runtime runs the step loop);
         # otherwise the whole sampler loop is one graph.
         precision, graph = ("int8", "unet") if report["stages"][-1]["kind"] == "quantize" else ("fp32", "sampler")
-        run_export(str(final), bundle, precision=precision, graph=graph, size="64:256:512",
+        export_bundle(str(final), bundle, precision=precision, graph=graph, size="64:256:512",
                    command=f"edgeir export {final} -o {bundle} --precision {precision} --graph {graph}")
 
     say("4/5 bench")

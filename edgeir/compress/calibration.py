@@ -15,12 +15,12 @@ import numpy as np
 import torch
 
 from edgeir.errors import ImageError
-from edgeir.models.restorer import Restorer
+from edgeir.models.restorer import RestorerModel
 
 Sample = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (x_t, t, condition), batch 1 each
 
 
-def calibration_conditions(restorer: Restorer, images: Sequence[np.ndarray], count: int, crop: int,
+def calibration_conditions(restorer: RestorerModel, images: Sequence[np.ndarray], count: int, crop: int,
                            seed: int = 0) -> torch.Tensor:
     """``count`` conditions (count, C, S, S) from random S x S crops of ``images``, degraded by the task; S is
     ``crop`` or the smallest image side, rounded down to the network's size multiple."""
@@ -40,7 +40,7 @@ def calibration_conditions(restorer: Restorer, images: Sequence[np.ndarray], cou
 
 
 @torch.no_grad()
-def record_sampler_inputs(restorer: Restorer, conds: torch.Tensor, seed: int = 0) -> list[Sample]:
+def record_sampler_inputs(restorer: RestorerModel, conds: torch.Tensor, seed: int = 0) -> list[Sample]:
     """Run the restorer's default sampler on ``conds`` and return every denoiser input it produced: image by
     image, each in sampler order, so every whole number of images holds each visited timestep equally often."""
     calls: list[Sample] = []
@@ -61,7 +61,7 @@ def record_sampler_inputs(restorer: Restorer, conds: torch.Tensor, seed: int = 0
     return [(x[i : i + 1], t[i : i + 1], c[i : i + 1]) for i in range(conds.shape[0]) for x, t, c in calls]
 
 
-def calibration_set(restorer: Restorer, images: Sequence[np.ndarray], size: int, crop: int, seed: int = 0
+def calibration_set(restorer: RestorerModel, images: Sequence[np.ndarray], size: int, crop: int, seed: int = 0
                     ) -> list[Sample]:
     """About ``size`` samples (rounded down to whole sampler runs, at least one) from the restorer's sampler,
     balanced across the timesteps it visits."""

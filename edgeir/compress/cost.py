@@ -10,23 +10,23 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from edgeir.compress.onnx_denoiser import OnnxNet
-from edgeir.models.restorer import Restorer, build_network
+from edgeir.models.onnx_net import OnnxNet
+from edgeir.models.restorer import RestorerModel, build_network
 
 
-def torch_network(restorer: Restorer) -> torch.nn.Module:
+def torch_network(restorer: RestorerModel) -> torch.nn.Module:
     """The network to count: an ONNX (INT8) network has the parameters and MACs of the architecture it was
     exported from, whatever its number format."""
     net = restorer.denoiser.net
     return build_network(restorer.config) if isinstance(net, OnnxNet) else net
 
 
-def params(restorer: Restorer) -> int:
+def params(restorer: RestorerModel) -> int:
     return sum(p.numel() for p in torch_network(restorer).parameters())
 
 
 @torch.no_grad()
-def macs(restorer: Restorer, height: int, width: int, batch: int = 1) -> int:
+def macs(restorer: RestorerModel, height: int, width: int, batch: int = 1) -> int:
     """MACs of one denoiser evaluation at output size ``height`` x ``width``."""
     net = torch_network(restorer)
     p = next(net.parameters())

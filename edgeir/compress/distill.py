@@ -10,7 +10,7 @@
 The student visits exactly the timesteps it was trained on and records them in ``config.sampler``, so the
 sampler, later stages and the exporter all use them. Training resumes from its last checkpoint, draws every
 batch from ``(seed, iteration)`` so a resumed run sees the batches an uninterrupted one would, and runs under
-``torchrun`` with DistributedDataParallel (see ``edgeir.compress.ddp``).
+``torchrun`` with DistributedDataParallel (see ``edgeir.train.ddp``).
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -29,17 +28,19 @@ import torch.nn.functional as F
 from pydantic import ConfigDict, Field, model_validator
 from safetensors.torch import load_file, save_file
 
-from edgeir.compress import ddp
 from edgeir.compress.crops import CropSized, Patches
 from edgeir.compress.stage import StageContext, StageOutput
 from edgeir.diffusion.schedules import spaced_timesteps
 from edgeir.diffusion.steps import apply_step
+from edgeir.diffusion.training import noised
 from edgeir.errors import ConfigError
 from edgeir.files import atomic_path
 from edgeir.load.checkpoint import load_restorer, save_restorer
-from edgeir.models.restorer import Restorer
+from edgeir.models.restorer import RestorerModel
+from edgeir.progress import no_progress
+from edgeir.train import ddp
 from edgeir.train.data import make_pair, random_crop
-from edgeir.train.teacher import ema_update, lr_at
+from edgeir.train.loop import Schedule, fit
 
 DISTRIBUTED = True  # the pipeline runs this stage on every torchrun process
 
@@ -105,7 +106,7 @@ def run(settings: DistillSettings, ctx: StageContext) -> StageOutput:
     return StageOutput(student.cpu().eval(), info=info)
 
 
-def with_timesteps(model: Restorer, timesteps: list[int], provenance: dict) -> Restorer:
+def with_timesteps(model: RestorerModel, timesteps: list[int], provenance: dict) -> RestorerModel:
     """A copy of ``model`` whose default sampler is deterministic DDIM over exactly ``timesteps``."""
     cfg = model.config
     sampler = cfg.sampler.model_copy(update={"kind": "ddim", "eta": 0.0, "steps": len(timesteps),
@@ -117,7 +118,7 @@ def with_timesteps(model: Restorer, timesteps: list[int], provenance: dict) -> R
     return student
 
 
-def _key(s: DistillSettings, start: Restorer, images: list[np.ndarray]) -> str:
+def _key(s: DistillSettings, start: RestorerModel, images: list[np.ndarray]) -> str:
     """Names checkpoints by the settings, starting weights and training images that made them, so a work
     folder never resumes another run's (a student started from an earlier student, say)."""
     own = s.model_dump(mode="json", include=set(DistillSettings.model_fields))
@@ -147,7 +148,7 @@ def _rng(ctx: StageContext, *keys: int) -> np.random.Generator:
 
 # ---- direct ----------------------------------------------------------------------------------------------
 
-def _direct(s: DistillSettings, ctx: StageContext, images: list[np.ndarray]) -> tuple[Restorer, dict]:
+def _direct(s: DistillSettings, ctx: StageContext, images: list[np.ndarray]) -> tuple[RestorerModel, dict]:
     teacher = ctx.teacher.to(ctx.device).eval()
     n_teacher = s.teacher_steps or len(teacher.steps())
     pairs = [_teacher_pairs(teacher, n_teacher, s, size, ctx, images) for size in s.sizes]
@@ -156,7 +157,7 @@ def _direct(s: DistillSettings, ctx: StageContext, images: list[np.ndarray]) -> 
     steps = student.steps()
     weight = student.config.task.loss_weight
 
-    def loss(view: Restorer, it: int) -> torch.Tensor:
+    def loss(view: RestorerModel, it: int) -> torch.Tensor:
         idx = ddp.shard(torch.from_numpy(_rng(ctx, 1, it).integers(0, s.pairs, s.batch)))
         c, z, y = (a[idx].to(ctx.device) for a in pairs[it % len(pairs)])
         return _loss(view.sample(c, z, steps), y, weight(c), s)
@@ -166,7 +167,7 @@ def _direct(s: DistillSettings, ctx: StageContext, images: list[np.ndarray]) -> 
     return student, {"method": "direct", "timesteps": ts, "teacher_steps": n_teacher, "pairs": s.pairs}
 
 
-def _teacher_pairs(teacher: Restorer, n_steps: int, s: DistillSettings, size: int, ctx: StageContext,
+def _teacher_pairs(teacher: RestorerModel, n_steps: int, s: DistillSettings, size: int, ctx: StageContext,
                    images: list[np.ndarray]) -> tuple[torch.Tensor, ...]:
     """(condition, initial noise, teacher's deterministic DDIM output), one per ``size`` px training crop;
     cached (named by everything that makes them) so students of several step counts, and later distill
@@ -182,7 +183,7 @@ def _teacher_pairs(teacher: Restorer, n_steps: int, s: DistillSettings, size: in
     steps = teacher.steps(n_steps, eta=0.0)
     chunk = max(1, s.batch)
     conds, noises, targets = [], [], []
-    with _progress(ctx, f"teacher outputs ({n_steps} steps)", len(mine)) as advance:
+    with _progress(ctx)(f"teacher outputs ({n_steps} steps)", len(mine)) as advance:
         for k in range(0, len(mine), chunk):
             c, z = [], []
             for i in mine[k : k + chunk]:
@@ -206,7 +207,7 @@ def _teacher_pairs(teacher: Restorer, n_steps: int, s: DistillSettings, size: in
 
 # ---- progressive -----------------------------------------------------------------------------------------
 
-def _progressive(s: DistillSettings, ctx: StageContext, images: list[np.ndarray]) -> tuple[Restorer, dict]:
+def _progressive(s: DistillSettings, ctx: StageContext, images: list[np.ndarray]) -> tuple[RestorerModel, dict]:
     model = ctx.student.to(ctx.device).eval()
     cfg = model.config
     n = s.teacher_steps or _default_start(len(model.steps()), s.steps)
@@ -241,8 +242,8 @@ def _default_start(own_steps: int, target: int) -> int:
     return n
 
 
-def _round(teacher: Restorer, teacher_ts: list[int], student: Restorer, s: DistillSettings,
-           ctx: StageContext, images: list[np.ndarray]) -> Restorer:
+def _round(teacher: RestorerModel, teacher_ts: list[int], student: RestorerModel, s: DistillSettings,
+           ctx: StageContext, images: list[np.ndarray]) -> RestorerModel:
     """One halving: student step i (teacher timestep 2i -> 2i+2) learns the x0 with which one DDIM step lands
     where two deterministic teacher steps land, from states on the sampler's path."""
     t_steps = teacher.steps(timesteps=teacher_ts, eta=0.0)
@@ -251,7 +252,7 @@ def _round(teacher: Restorer, teacher_ts: list[int], student: Restorer, s: Disti
     weight = student.config.task.loss_weight
     n_round = len(s_steps)
 
-    def loss(view: Restorer, it: int) -> torch.Tensor:
+    def loss(view: RestorerModel, it: int) -> torch.Tensor:
         rng = _rng(ctx, 2, n_round, it)
         size = s.sizes[it % len(s.sizes)]
         pairs = [make_pair(random_crop(images, size, rng), student.config, rng) for _ in range(s.batch)]
@@ -261,7 +262,7 @@ def _round(teacher: Restorer, teacher_ts: list[int], student: Restorer, s: Disti
         i = int(rng.integers(n_round))
         st = s_steps[i]
         # The sampler starts from temperature-scaled noise, so the states it visits carry that much noise.
-        x_t = st.sqrt_ab * x0 + temperature * st.sqrt_1mab * eps
+        x_t = noised(x0, temperature * eps, st.sqrt_ab, st.sqrt_1mab)
         with torch.no_grad():
             x = x_t
             for step in t_steps[2 * i : 2 * i + 2]:
@@ -292,64 +293,19 @@ def _loss(pred: torch.Tensor, goal: torch.Tensor, weight, s: DistillSettings) ->
     return loss
 
 
-# ---- the training loop both methods share ------------------------------------------------------------
+# ---- the training both methods share --------------------------------------------------------------------
 
-def _fit(student: Restorer, loss: Callable[[Restorer, int], torch.Tensor], s: DistillSettings,
-         ctx: StageContext, state_path: Path, label: str) -> Restorer:
-    """AdamW with warmup and cosine decay, gradient clipping and an EMA of the weights, which is returned.
-    ``loss(view, iteration)`` runs the student through ``view`` (the same weights, wrapped for DDP). The
-    state is checkpointed every ``save_every`` iterations and picked up again after an interruption."""
+def _fit(student: RestorerModel, loss: Callable[[RestorerModel, int], torch.Tensor], s: DistillSettings,
+         ctx: StageContext, state_path: Path, label: str) -> RestorerModel:
+    """``edgeir.train.loop.fit``; ``loss(view, iteration)`` runs the student through ``view`` (the same
+    weights, wrapped for DDP). Returns the weights' moving average."""
     model = student.to(ctx.device).train()
-    ema = copy.deepcopy(model).eval()
-    opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=0.0)
-    start = 0
-    if state_path.exists():
-        state = torch.load(state_path, map_location=ctx.device, weights_only=True)  # our own file
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["opt"])
-        start = int(state["iteration"])
-    view = Restorer(model.config, net=ddp.wrap(model.denoiser.net))
-    warmup = max(1, min(100, s.iterations // 10))
-
-    def checkpoint(iteration: int) -> None:
-        if ddp.is_main():
-            state = {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                     "iteration": iteration}
-            with atomic_path(state_path) as tmp:
-                torch.save(state, tmp)
-
-    with _progress(ctx, label, s.iterations, start) as advance:
-        for it in range(start, s.iterations):
-            for g in opt.param_groups:
-                g["lr"] = lr_at(it, it / s.iterations, s.lr, warmup)
-            value = loss(view, it)
-            opt.zero_grad(set_to_none=True)
-            value.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            ema_update(ema, model, min(s.ema, (1 + it) / (10 + it)))
-            advance(1)
-            # The finished state too: a rerun then returns exactly these weights instead of retraining the last
-            # stretch, which on another thread count would give a student chained from this one another name.
-            if (it + 1) % s.save_every == 0 or it + 1 == s.iterations:
-                checkpoint(it + 1)
-    ddp.barrier()
-    return ema
+    view = RestorerModel(model.config, net=ddp.wrap(model.denoiser.net))
+    schedule = Schedule(s.iterations, s.lr, warmup=max(1, min(100, s.iterations // 10)), ema=s.ema,
+                        save_every=s.save_every)
+    return fit(model, lambda it: loss(view, it), schedule, state_path, _progress(ctx), label).ema
 
 
-def _no_advance(n: int = 1) -> None:
-    pass
-
-
-@contextmanager
-def _quiet() -> Iterator[Callable[[int], None]]:
-    yield _no_advance
-
-
-def _progress(ctx: StageContext, label: str, total: int, completed: int = 0):
-    """The pipeline's progress bar (``edgeir.progress.progress_bar``) on the main process; nothing elsewhere."""
-    if ctx.progress is None or not ddp.is_main():
-        return _quiet()
-    show: Callable[..., Any] = ctx.progress
-    return show(label, total, completed)
+def _progress(ctx: StageContext) -> Callable:
+    """The pipeline's progress bars on the main process; none elsewhere."""
+    return ctx.progress if ctx.progress and ddp.is_main() else no_progress

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from edgeir.compress.cost import macs, params
 from edgeir.evaluate import evaluate
 from edgeir.metrics import psnr_y
-from edgeir.models.restorer import Restorer
+from edgeir.models.restorer import RestorerModel
 from edgeir.tasks import Degraded
 
 Cases = list[tuple[str, np.ndarray, Degraded]]
@@ -81,7 +81,7 @@ def _crop(img: np.ndarray, border: int) -> np.ndarray:
     return img[border:-border, border:-border] if border else img
 
 
-def measure_model(restorer: Restorer, cases: Cases, seed: int, reference: list[np.ndarray] | None = None,
+def measure_model(restorer: RestorerModel, cases: Cases, seed: int, reference: list[np.ndarray] | None = None,
                   label: str = "eval") -> tuple[dict, list[np.ndarray]]:
     """Metrics of ``restorer`` (its default sampler) on ``cases``, image ``i`` restored from noise seed
     ``seed + i``, and its outputs. ``reference`` (the teacher's outputs for the same seeds) adds

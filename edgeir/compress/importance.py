@@ -11,9 +11,10 @@ import torch
 import torch.distributed as dist
 import torch_pruning as tp
 
-from edgeir.compress import ddp
 from edgeir.compress.recover import diffuse
-from edgeir.models.restorer import Restorer
+from edgeir.diffusion.training import training_target
+from edgeir.models.restorer import RestorerModel
+from edgeir.train import ddp
 
 Criterion = Literal["magnitude", "taylor"]
 
@@ -25,7 +26,7 @@ def scorer(criterion: Criterion) -> tp.importance.Importance:
     return tp.importance.GroupMagnitudeImportance(p=2)
 
 
-def taylor_gradients(restorer: Restorer, pairs: Iterable[tuple[torch.Tensor, torch.Tensor]], seed: int = 0
+def taylor_gradients(restorer: RestorerModel, pairs: Iterable[tuple[torch.Tensor, torch.Tensor]], seed: int = 0
                      ) -> None:
     """Leave in every parameter's ``.grad`` the gradient of the denoising loss (the task's training loss against
     ground truth) summed over the timesteps ``restorer``'s sampler visits and over ``pairs``' global batches.
@@ -40,7 +41,7 @@ def taylor_gradients(restorer: Restorer, pairs: Iterable[tuple[torch.Tensor, tor
         for step in cfg.timesteps():
             t = torch.full((target.shape[0],), step, dtype=torch.long)
             x_t, noise, a, s = diffuse(ab, target, t, g)
-            goal = {"x0": target, "eps": noise, "v": a * noise - s * target}[cfg.prediction]
+            goal = training_target(cfg.prediction, target, noise, a, s)
             x_t, goal, c, t = (ddp.shard(v).to(device) for v in (x_t, goal, cond, t))
             pred = restorer.denoiser(x_t, t.float(), c)
             (cfg.task.loss_weight(c) * (pred - goal) ** 2).mean().backward()

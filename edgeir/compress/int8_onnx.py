@@ -4,9 +4,9 @@ numpy here, so loading an INT8 model never imports NNCF).
 NNCF's quantizers export as Q->DQ pairs (``edgeir.compress.nncf_model.export_int8``), but the weights still
 arrive as FP32 initializers behind a QuantizeLinear. ``fold_weights`` quantizes those initializers
 once, so the file stores INT8 weights (about a quarter of FP32) followed by a DequantizeLinear: the form
-TensorRT and onnxruntime both recognise as a quantized weight (``edgeir.export.readiness`` checks the rest of
+TensorRT and onnxruntime both recognise as a quantized weight (``edgeir.graphs.readiness`` checks the rest of
 what TensorRT accepts: signed INT8, zero point 0, per-channel weight scales on axis 0, standard operators).
-onnxruntime's CPU provider gets the same graph re-encoded (``edgeir.runtime.cpu_int8``).
+onnxruntime's CPU provider gets the same graph re-encoded (``edgeir.graphs.cpu_int8``).
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from edgeir.export.readiness import constants
-from edgeir.runtime.cpu_int8 import drop_unused
+from edgeir.graphs.qdq import constants, drop_unused
 
 
 def _axis(node: onnx.NodeProto) -> int:

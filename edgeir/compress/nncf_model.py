@@ -40,7 +40,7 @@ from edgeir.compress.int8_onnx import fold_weights
 from edgeir.compress.layers import layer_name
 from edgeir.export.unet import export_unet
 from edgeir.files import atomic_path
-from edgeir.models.restorer import Restorer
+from edgeir.models.restorer import RestorerModel
 
 Preset = Literal["performance", "mixed"]
 ActivationRange = Literal["minmax", "mean_minmax", "histogram"]
@@ -159,11 +159,11 @@ def switch_quantizers(net: nn.Module, enabled: Callable[[str], bool]) -> None:
         q.enable_quantization() if enabled(name) else q.disable_quantization()
 
 
-def export_int8(net: nn.Module, like: Restorer, path: str | Path) -> Path:
+def export_int8(net: nn.Module, like: RestorerModel, path: str | Path) -> Path:
     """Export a quantized ``net`` (with ``like``'s config) as a Q/DQ ONNX graph with INT8 weights, atomically."""
     path = Path(path)
     set_qdq_export(net)
     with atomic_path(path) as tmp:
-        export_unet(Restorer(like.config, net=net), tmp)
+        export_unet(RestorerModel(like.config, net=net), tmp)
         onnx.save(fold_weights(onnx.load(str(tmp))), str(tmp))
     return path

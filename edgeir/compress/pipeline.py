@@ -28,20 +28,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgeir.commands.evaluate import ground_truth
-from edgeir.compress import ddp, distill, prune, quantize
+from edgeir.compress import distill, prune, quantize
 from edgeir.compress.gates import Cases, judge, measure_model
-from edgeir.compress.latency import interleaved_latency
+from edgeir.compress.latency import restore_latency_ms
 from edgeir.compress.recipe import Recipe
 from edgeir.compress.stage import StageContext, StageOutput
 from edgeir.data.builtin import BUILTIN_TRAIN, builtin_images
 from edgeir.data.images import list_images, read_rgb
 from edgeir.errors import ConfigError, ImageError, QualityGateError
-from edgeir.evaluate import degrade_set
+from edgeir.evaluate import degrade_set, ground_truth
 from edgeir.files import atomic_dir, replace_dir, write_atomic
 from edgeir.load import load_restorer, save_restorer
-from edgeir.models.restorer import Restorer
+from edgeir.models.restorer import RestorerModel
 from edgeir.progress import console, progress_bar
+from edgeir.train import ddp
 
 FORMAT = "edgeir.compress-report/1"
 STAGES = {"distill": distill, "prune": prune, "quantize": quantize}
@@ -109,19 +109,19 @@ def compress(recipe: Recipe, out: str | Path, model: str | Path | None = None, r
     return report
 
 
-def _retime(report: dict, teacher: Restorer, out: Path, cases: Cases, device: str) -> None:
+def _retime(report: dict, teacher: RestorerModel, out: Path, cases: Cases, device: str) -> None:
     """Each stage was timed as it finished, under whatever else the machine was doing then; the table compares
     them and the latency target is judged on them, so the teacher and every stage are timed again together."""
     if not ddp.is_main():
         return
     models = [teacher] + [load_restorer(out / s["folder"], device=device) for s in report["stages"]]
-    ms = interleaved_latency(models, cases[0][2], seed=report["recipe"]["seed"])
+    ms = restore_latency_ms(models, cases[0][2], seed=report["recipe"]["seed"])
     report["teacher"]["latency_ms"] = ms[0]
     for stage, latency in zip(report["stages"], ms[1:]):
         stage["metrics"]["latency_ms"] = latency
 
 
-def _run_stage(stage, name: str, key: str, teacher: Restorer, student: Restorer, train_images: list,
+def _run_stage(stage, name: str, key: str, teacher: RestorerModel, student: RestorerModel, train_images: list,
                cases: Cases, reference: list[np.ndarray] | None, out: Path, seed: int, device: str) -> dict:
     """Run one stage (on every torchrun process if it is data-parallel, else on the main one), then measure
     and save its output on the main process; every process gets the stage's record."""
@@ -150,7 +150,7 @@ def _run_stage(stage, name: str, key: str, teacher: Restorer, student: Restorer,
 
 # ---- data and reference --------------------------------------------------------------------------------
 
-def _data(recipe: Recipe, teacher: Restorer) -> tuple[list[np.ndarray], Cases]:
+def _data(recipe: Recipe, teacher: RestorerModel) -> tuple[list[np.ndarray], Cases]:
     d = recipe.data
     if d.train in BUILTIN_TRAIN:
         train = [im for _, im in builtin_images(BUILTIN_TRAIN[d.train])]
@@ -169,7 +169,7 @@ def _data(recipe: Recipe, teacher: Restorer) -> tuple[list[np.ndarray], Cases]:
     return train, degrade_set(cfg.task, images, d.eval_size, recipe.seed)
 
 
-def _reference(teacher: Restorer, cases: Cases, seed: int, folder: Path, key: str
+def _reference(teacher: RestorerModel, cases: Cases, seed: int, folder: Path, key: str
                ) -> tuple[list[np.ndarray] | None, dict]:
     """The teacher's outputs (default sampler, noise seed ``seed + i`` for image i) and metrics; computed
     once per output folder. Only the main process measures: the others get the metrics alone."""

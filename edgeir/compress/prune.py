@@ -20,21 +20,21 @@ import torch
 import torch_pruning as tp
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
-from torch.utils.data import DataLoader
 
-from edgeir.compress import ddp
 from edgeir.compress.cost import macs, params
 from edgeir.compress.importance import Criterion, scorer, taylor_gradients
+from edgeir.compress.latency import unet_latency_ms
 from edgeir.compress.recover import RecoverySettings, recover
 from edgeir.compress.stage import StageContext, StageOutput
 from edgeir.errors import ConfigError
-from edgeir.export.timing import unet_latency_ms
-from edgeir.load.diffusers import DiffusersUNet
-from edgeir.models import resize
+from edgeir.models import layer_sizes
 from edgeir.models.config import DiffusersUNetSpec, EdgeUNetSpec
-from edgeir.models.restorer import Restorer
+from edgeir.models.diffusers_unet import DiffusersUNet
+from edgeir.models.restorer import RestorerModel
 from edgeir.models.unet import Attention, EdgeUNet, UNetConfig
-from edgeir.train.data import PairStream
+from edgeir.progress import no_progress
+from edgeir.train import ddp
+from edgeir.train.data import Pairs
 
 DISTRIBUTED = True  # the pipeline runs this stage on every torchrun process
 LAYERS = (nn.Conv2d, nn.Linear)  # the layers whose output channels pruning removes
@@ -227,7 +227,7 @@ def prune_network(net: nn.Module, example_inputs: tuple, ratio: float, layer_rat
     return result
 
 
-def _example_inputs(restorer: Restorer, batch: int = 1) -> tuple[torch.Tensor, ...]:
+def _example_inputs(restorer: RestorerModel, batch: int = 1) -> tuple[torch.Tensor, ...]:
     cfg = restorer.config
     size = 2 * cfg.multiple_of
     g = torch.Generator().manual_seed(0)
@@ -235,7 +235,7 @@ def _example_inputs(restorer: Restorer, batch: int = 1) -> tuple[torch.Tensor, .
             torch.randn(batch, cfg.task.cond_channels, size, size, generator=g))
 
 
-def _torch_net(restorer: Restorer) -> EdgeUNet | DiffusersUNet:
+def _torch_net(restorer: RestorerModel) -> EdgeUNet | DiffusersUNet:
     net = restorer.denoiser.net
     if not isinstance(net, (EdgeUNet, DiffusersUNet)):
         raise ConfigError(f"prune: the prune stage needs an edge_unet or diffusers_unet2d network, not "
@@ -251,16 +251,16 @@ def _pruned_spec(spec: EdgeUNetSpec | DiffusersUNetSpec, net: EdgeUNet | Diffuse
     assert isinstance(spec, DiffusersUNetSpec)
     with torch.device("meta"):  # only its sizes are compared: no memory, no initialisation
         reference = DiffusersUNet.from_config(spec.config)
-    return spec.model_copy(update={"resized": resize.describe(net.unet, reference.unet)})
+    return spec.model_copy(update={"resized": layer_sizes.describe(net.unet, reference.unet)})
 
 
-def prune_restorer(restorer: Restorer, settings: PruneSettings,
+def prune_restorer(restorer: RestorerModel, settings: PruneSettings,
                    pairs: list[tuple[torch.Tensor, torch.Tensor]] | None = None, seed: int = 0
-                   ) -> tuple[Restorer, Pruned]:
+                   ) -> tuple[RestorerModel, Pruned]:
     """A pruned copy of ``restorer``, rebuilt from its new config alone; Taylor importance needs ``pairs``
     (clean target, condition batches)."""
     net = copy.deepcopy(_torch_net(restorer))
-    work = Restorer(restorer.config, net=net).eval()
+    work = RestorerModel(restorer.config, net=net).eval()
     if settings.importance == "taylor":
         if not pairs:
             raise ConfigError("prune: Taylor importance needs training images")
@@ -274,7 +274,7 @@ def prune_restorer(restorer: Restorer, settings: PruneSettings,
     net.zero_grad(set_to_none=True)
 
     config = restorer.config.model_copy(update={"network": _pruned_spec(restorer.config.torch_network, net)})
-    out = Restorer(config).eval()
+    out = RestorerModel(config).eval()
     out.denoiser.net.load_state_dict(net.state_dict())
     probe = _example_inputs(restorer, batch=2)
     with torch.no_grad():
@@ -297,17 +297,17 @@ def run(settings: PruneSettings, ctx: StageContext) -> StageOutput:
         raise ConfigError(f"prune.recovery.batch: {rec.batch} does not split over {ddp.world_size()} processes")
     # Every process draws the same global batches and trains on its own slice of them; with several crop
     # sizes, batches of each size take turns.
-    streams = [PairStream(ctx.train_images, source.config, size, ctx.seed) for size in rec.sizes]
+    streams = [Pairs(ctx.train_images, source.config, size, ctx.seed) for size in rec.sizes]
     if not all(s.images for s in streams):
         size = max(rec.sizes)
         raise ConfigError(f"prune: no training image is at least {size}x{size} (recovery.patch)")
-    loader = chain.from_iterable(zip(*(DataLoader(s, batch_size=rec.batch, num_workers=0) for s in streams)))
+    loader = chain.from_iterable(zip(*(s.batches(0, rec.batch) for s in streams)))
     taylor = [next(loader) for _ in range(settings.taylor_batches)] if settings.importance == "taylor" else None
     model, pruned = prune_restorer(source, settings, taylor, ctx.seed)
 
     features = feature_points(model.denoiser.net, pruned.kept)
     losses = recover(ddp.wrap(model.denoiser), source, loader, rec, features, ctx.seed,
-                     ctx.progress if ddp.is_main() else None)
+                     ctx.progress if ctx.progress and ddp.is_main() else no_progress)
     info = {"widths": {k: list(v) for k, v in pruned.widths.items() if v[0] != v[1]}, "adjusted": pruned.adjusted,
             "params": [params(source), params(model)],
             "macs_256x256": [macs(source, 256, 256), macs(model, 256, 256)],

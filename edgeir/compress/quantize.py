@@ -20,7 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edgeir.compress import int8_gate, layers
+from edgeir.compress import layers, quantize_gate
 from edgeir.compress.calibration import calibration_set
 from edgeir.compress.nncf_model import (
     ActivationRange,
@@ -29,14 +29,14 @@ from edgeir.compress.nncf_model import (
     quantize_network,
     quantizers_by_layer,
 )
-from edgeir.compress.onnx_denoiser import onnx_restorer
 from edgeir.compress.sensitivity import layer_sensitivity, suggest_keep_fp
 from edgeir.compress.stage import StageContext, StageOutput
 from edgeir.errors import ConfigError, QualityGateError
-from edgeir.export.profile import DimRange, image_profile
-from edgeir.export.readiness import check_tensorrt
 from edgeir.files import write_atomic
-from edgeir.models.restorer import Restorer
+from edgeir.graphs.readiness import check_tensorrt
+from edgeir.graphs.shapes import DimRange, image_profile
+from edgeir.models.onnx_net import OnnxNet
+from edgeir.models.restorer import RestorerModel
 from edgeir.progress import progress_bar
 
 ARTIFACT = "denoiser.int8.onnx"
@@ -93,10 +93,10 @@ def run(settings: QuantizeSettings, ctx: StageContext) -> StageOutput:
     problems = check_tensorrt(path, profile, student.config.multiple_of)
     config = student.config.model_copy(update={"provenance": {**student.config.provenance, "quantized": {
         "by": "edgeir.compress.quantize (NNCF post-training INT8)", "graph": ARTIFACT, "keep_fp": kept}}})
-    model = onnx_restorer(config, path)
+    model = RestorerModel(config, net=OnnxNet(path)).eval()
 
-    fp32_metrics, _ = int8_gate.restore_all(student, ctx.eval_cases, ctx.seed, "gate: FP32 student")
-    gate = int8_gate.check(student, model, ctx.eval_cases, ctx.seed, settings.max_psnr_drop,
+    fp32_metrics, _ = quantize_gate.restore_all(student, ctx.eval_cases, ctx.seed, "gate: FP32 student")
+    gate = quantize_gate.check(student, model, ctx.eval_cases, ctx.seed, settings.max_psnr_drop,
                            settings.min_detail_kept, fp32_metrics)
     info = {"calibration_samples": len(samples),
             "calibration_timesteps": sorted({int(s[1]) for s in samples}, reverse=True),
@@ -110,7 +110,7 @@ def run(settings: QuantizeSettings, ctx: StageContext) -> StageOutput:
     return StageOutput(model=model, artifacts={"int8_onnx": ARTIFACT}, info=info)
 
 
-def _sensitivity_report(settings: QuantizeSettings, ctx: StageContext, student: Restorer, quantized,
+def _sensitivity_report(settings: QuantizeSettings, ctx: StageContext, student: RestorerModel, quantized,
                         graph, samples, fp32_metrics: dict) -> dict:
     units = quantizers_by_layer(graph, quantized)
     device = next(student.parameters()).device
@@ -118,10 +118,10 @@ def _sensitivity_report(settings: QuantizeSettings, ctx: StageContext, student: 
     probe = [tuple(x.to(device) for x in s) for s in samples[: max(4, len(student.steps()))]]
     with progress_bar("quantize: layer sensitivity", total=len(units)) as advance:
         ranking = layer_sensitivity(quantized, student.denoiser.net, units, probe, advance)
-    simulated = Restorer(student.config, net=quantized).eval()
+    simulated = RestorerModel(student.config, net=quantized).eval()
 
     def passes() -> bool:
-        return int8_gate.check(student, simulated, ctx.eval_cases, ctx.seed, settings.max_psnr_drop,
+        return quantize_gate.check(student, simulated, ctx.eval_cases, ctx.seed, settings.max_psnr_drop,
                                settings.min_detail_kept, fp32_metrics).passed
 
     extra, enough = suggest_keep_fp(quantized, units, ranking, passes)

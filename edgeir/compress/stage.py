@@ -15,14 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from edgeir.models.restorer import Restorer
+from edgeir.models.restorer import RestorerModel
 from edgeir.tasks import Degraded
 
 
 @dataclass
 class StageContext:
-    teacher: Restorer  # the original model, never modified
-    student: Restorer  # the previous stage's output (the teacher for the first stage)
+    teacher: RestorerModel  # the original model, never modified
+    student: RestorerModel  # the previous stage's output (the teacher for the first stage)
     train_images: list[np.ndarray]  # HxWx3 float32 in [0, 1], for distillation, recovery and calibration
     eval_cases: list[tuple[str, np.ndarray, Degraded]]  # held-out (name, ground truth, degraded)
     work_dir: Path  # this stage's folder; write checkpoints here (atomically) so a rerun can resume
@@ -36,7 +36,7 @@ class StageContext:
 
 @dataclass
 class StageOutput:
-    model: Restorer  # what the next stage starts from and what the pipeline evaluates
+    model: RestorerModel  # what the next stage starts from and what the pipeline evaluates
     # Extra files the stage produced (e.g. an INT8 ONNX graph), by role, relative to work_dir.
     artifacts: dict[str, str] = field(default_factory=dict)
     # Stage-specific facts for the report (e.g. pruned channel counts, calibration samples).

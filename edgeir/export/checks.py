@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
 from edgeir.errors import QualityGateError
+from edgeir.graphs.ort import open_session
 
 # Max abs difference allowed between onnxruntime and torch. UNet outputs are network predictions (unit scale);
 # sampler outputs are images in [0, 1]. FP32 torch is the reference for FP16 graphs; for INT8 graphs it is the
@@ -38,11 +38,7 @@ def validate(path: str | Path) -> None:
         raise ExportCheckError(f"{Path(path).name}: invalid ONNX: {first[:200]}") from None
 
 
-def session(path: str | Path) -> ort.InferenceSession:
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-
-def run(sess: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> np.ndarray:
+def run(sess, feeds: dict[str, np.ndarray]) -> np.ndarray:
     """The first output as float32, feeding each input in the dtype the graph declares."""
     typed = {i.name: feeds[i.name].astype(ONNX_TYPES.get(i.type, np.float32)) for i in sess.get_inputs()}
     return sess.run(None, typed)[0].astype(np.float32)
@@ -50,7 +46,7 @@ def run(sess: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> np.ndarray:
 
 def max_abs_diff(path: str | Path, cases: list[tuple[dict[str, np.ndarray], np.ndarray]]) -> float:
     """Worst difference over ``(feeds, torch output)`` cases; NaN or Inf anywhere counts as infinite."""
-    sess = session(path)
+    sess = open_session(Path(path))
     worst = 0.0
     for feeds, reference in cases:
         out = run(sess, feeds)

@@ -12,17 +12,18 @@ import numpy as np
 import onnx
 import onnxslim
 
+from edgeir.bundle.manifest import GraphKind, Precision
 from edgeir.data.builtin import builtin_images
 from edgeir.diffusion.steps import Step
 from edgeir.errors import ConfigError
 from edgeir.export import checks
 from edgeir.export.fp16 import to_fp16
-from edgeir.export.profile import Profile
-from edgeir.export.readiness import check_tensorrt, has_qdq, random_ops
 from edgeir.export.sampler import export_sampler, sampler_feeds, sampler_reference
 from edgeir.export.unet import export_unet, unet_feeds, unet_reference
-from edgeir.models.restorer import Restorer
-from edgeir.runtime.manifest import GraphKind, Precision
+from edgeir.graphs.qdq import has_qdq
+from edgeir.graphs.readiness import check_tensorrt, random_ops
+from edgeir.graphs.shapes import ShapeProfile
+from edgeir.models.restorer import RestorerModel
 from edgeir.tasks import Task
 
 
@@ -57,7 +58,7 @@ def real_conditions(task: Task, count: int, h: int, w: int, seed: int = 0) -> np
     return np.stack(out).astype(np.float32)
 
 
-def parity_cases(restorer: Restorer, kind: GraphKind, steps: list[Step], seed: int = 0
+def parity_cases(restorer: RestorerModel, kind: GraphKind, steps: list[Step], seed: int = 0
                  ) -> dict[str, list[tuple[dict[str, np.ndarray], np.ndarray]]]:
     """``(feeds, torch output)`` cases: random inputs at two batch sizes and non-square sizes, and a real
     condition from a held-out photograph."""
@@ -96,8 +97,8 @@ def _slim(src: Path, dst: Path, cases: dict, tolerance: float) -> dict[str, floa
         return None
 
 
-def export_graph(restorer: Restorer, kind: GraphKind, out_dir: str | Path, precision: Precision = "fp32",
-                 opset: int = 17, profile: Profile | None = None, steps: list[Step] | None = None,
+def export_graph(restorer: RestorerModel, kind: GraphKind, out_dir: str | Path, precision: Precision = "fp32",
+                 opset: int = 17, profile: ShapeProfile | None = None, steps: list[Step] | None = None,
                  slim: bool = True, keep_io_fp32: bool = True) -> GraphResult:
     """Export ``kind`` to ``out_dir/{kind}.onnx`` and check it; raises ``ExportCheckError`` on a failed gate.
     ``precision`` int8 expects a quantized restorer (its graph carries Q/DQ)."""

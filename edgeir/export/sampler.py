@@ -18,7 +18,7 @@ from torch import nn
 from edgeir.diffusion.sample import sample
 from edgeir.diffusion.steps import Step
 from edgeir.export.unet import onnx_export
-from edgeir.models.restorer import Restorer
+from edgeir.models.restorer import RestorerModel
 
 INPUTS = ("condition", "noise")
 OUTPUT = "image"
@@ -30,9 +30,9 @@ def noise_channels(steps: list[Step]) -> int:
 
 class SamplerGraph(nn.Module):
     """``(condition, noise) -> image``: the torch sampler's own loop (``edgeir.diffusion.sample`` over
-    ``Restorer.x0``), with the noise a stochastic step would draw taken from the ``noise`` input instead."""
+    ``RestorerModel.x0``), with the noise a stochastic step would draw taken from the ``noise`` input instead."""
 
-    def __init__(self, restorer: Restorer, steps: list[Step] | None = None):
+    def __init__(self, restorer: RestorerModel, steps: list[Step] | None = None):
         super().__init__()
         self.restorer = restorer
         self.steps = steps if steps is not None else restorer.steps()
@@ -45,7 +45,7 @@ class SamplerGraph(nn.Module):
         return self.restorer.to_image(residual, condition)
 
 
-def export_sampler(restorer: Restorer, path: str | Path, opset: int = 17, steps: list[Step] | None = None,
+def export_sampler(restorer: RestorerModel, path: str | Path, opset: int = 17, steps: list[Step] | None = None,
                    size: tuple[int, int] | None = None) -> Path:
     """Export with the TorchScript-based exporter from a batch-2, non-square example, which keeps batch,
     height and width dynamic (the dynamo exporter specialises a batch-1 example)."""
@@ -59,7 +59,7 @@ def export_sampler(restorer: Restorer, path: str | Path, opset: int = 17, steps:
     return onnx_export(graph, args, path, INPUTS, OUTPUT, opset)
 
 
-def sampler_feeds(restorer: Restorer, condition: np.ndarray, rng: np.random.Generator,
+def sampler_feeds(restorer: RestorerModel, condition: np.ndarray, rng: np.random.Generator,
                   steps: list[Step] | None = None) -> dict[str, np.ndarray]:
     """Graph inputs for a (B, C, H, W) condition: the condition and standard-normal noise."""
     k = noise_channels(steps if steps is not None else restorer.steps())
@@ -68,7 +68,7 @@ def sampler_feeds(restorer: Restorer, condition: np.ndarray, rng: np.random.Gene
 
 
 @torch.no_grad()
-def sampler_reference(restorer: Restorer, feeds: dict[str, np.ndarray], steps: list[Step] | None = None
+def sampler_reference(restorer: RestorerModel, feeds: dict[str, np.ndarray], steps: list[Step] | None = None
                       ) -> np.ndarray:
     p = next(restorer.parameters())
     args = [torch.from_numpy(feeds[n]).to(p.device) for n in INPUTS]

@@ -11,13 +11,13 @@ import numpy as np
 import torch
 
 from edgeir.diffusion.steps import Step
-from edgeir.models.restorer import Restorer
+from edgeir.models.restorer import RestorerModel
 
 INPUTS = ("x_t", "t", "condition")
 OUTPUT = "prediction"
 
 
-def export_unet(restorer: Restorer, path: str | Path, opset: int = 17, size: tuple[int, int] | None = None
+def export_unet(restorer: RestorerModel, path: str | Path, opset: int = 17, size: tuple[int, int] | None = None
                 ) -> Path:
     """Export with the TorchScript-based exporter: it keeps batch/height/width dynamic from a batch-2 example
     (the dynamo exporter specialises batch-1 examples) and is the path NNCF's Q/DQ export uses too."""
@@ -46,7 +46,7 @@ def onnx_export(module: torch.nn.Module, args: tuple, path: str | Path, inputs: 
     return Path(path)
 
 
-def unet_feeds(restorer: Restorer, condition: np.ndarray, rng: np.random.Generator,
+def unet_feeds(restorer: RestorerModel, condition: np.ndarray, rng: np.random.Generator,
                steps: list[Step] | None = None) -> dict[str, np.ndarray]:
     """Graph inputs for a (B, C, H, W) condition: a start-of-sampling x_t and, per batch element, one of the
     timesteps the sampler visits."""
@@ -57,6 +57,6 @@ def unet_feeds(restorer: Restorer, condition: np.ndarray, rng: np.random.Generat
 
 
 @torch.no_grad()
-def unet_reference(restorer: Restorer, feeds: dict[str, np.ndarray]) -> np.ndarray:
+def unet_reference(restorer: RestorerModel, feeds: dict[str, np.ndarray]) -> np.ndarray:
     p = next(restorer.parameters())
     return restorer.denoiser(*[torch.from_numpy(feeds[n]).to(p.device) for n in INPUTS]).cpu().numpy()

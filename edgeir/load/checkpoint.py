@@ -13,19 +13,19 @@ from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from edgeir.compress.onnx_denoiser import OnnxNet
 from edgeir.errors import CheckpointError, validation_message
 from edgeir.files import atomic_dir
 from edgeir.load.zoo import TEACHERS, resolve
 from edgeir.models.config import OnnxNetSpec, RestorerConfig
-from edgeir.models.restorer import Restorer
+from edgeir.models.onnx_net import OnnxNet
+from edgeir.models.restorer import RestorerModel
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 PICKLES = (".pt", ".pth", ".bin", ".ckpt")
 
 
-def save_restorer(restorer: Restorer, folder: str | Path) -> Path:
+def save_restorer(restorer: RestorerModel, folder: str | Path) -> Path:
     """Write atomically: into a temporary sibling folder, then renamed into place."""
     folder = Path(folder)
     with atomic_dir(folder) as tmp:
@@ -82,7 +82,7 @@ def _read_weights(folder: Path, config: RestorerConfig, trust_pickle: bool) -> d
     return state
 
 
-def load_restorer(name_or_path: str | Path, trust_pickle: bool = False, device: str = "cpu") -> Restorer:
+def load_restorer(name_or_path: str | Path, trust_pickle: bool = False, device: str = "cpu") -> RestorerModel:
     folder = resolve(name_or_path)
     if folder.is_file() and folder.suffix in PICKLES:
         if not trust_pickle:
@@ -97,9 +97,9 @@ def load_restorer(name_or_path: str | Path, trust_pickle: bool = False, device: 
         graph = folder / config.network.graph
         if not graph.is_file():
             raise CheckpointError(f"{folder}: no {config.network.graph}")
-        return Restorer(config, net=OnnxNet(graph)).to(device).eval()
+        return RestorerModel(config, net=OnnxNet(graph)).to(device).eval()
     try:
-        restorer = Restorer(config)
+        restorer = RestorerModel(config)
     except (ValueError, TypeError, ImportError) as e:
         raise CheckpointError(f"{folder}: cannot build the network: {e}") from None
     state = _read_weights(folder, config, trust_pickle)

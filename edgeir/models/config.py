@@ -28,7 +28,7 @@ class DiffusersUNetSpec(_Strict):
 
     type: Literal["diffusers_unet2d"] = "diffusers_unet2d"
     config: dict[str, Any]
-    # A pruned network's layers whose sizes differ from what ``config`` builds (``edgeir.models.resize``), by
+    # A pruned network's layers whose sizes differ from what ``config`` builds (``edgeir.models.layer_sizes``), by
     # module path inside the UNet2DModel: diffusers' config has one width per block, pruning leaves one per layer.
     resized: dict[str, dict[str, int]] = Field(default_factory=dict)
 

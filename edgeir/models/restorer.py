@@ -13,7 +13,7 @@ from torch import nn
 from edgeir.diffusion.sample import sample
 from edgeir.diffusion.schedules import alphas_cumprod
 from edgeir.diffusion.steps import Step, ddim_steps, to_x0
-from edgeir.models import resize
+from edgeir.models import layer_sizes
 from edgeir.models.config import DiffusersUNetSpec, EdgeUNetSpec, RestorerConfig
 from edgeir.models.denoiser import Denoiser
 from edgeir.models.unet import EdgeUNet
@@ -26,14 +26,14 @@ def build_network(config: RestorerConfig) -> nn.Module:
     if isinstance(spec, EdgeUNetSpec):
         return EdgeUNet(spec.config)
     assert isinstance(spec, DiffusersUNetSpec)
-    from edgeir.load.diffusers import DiffusersUNet
+    from edgeir.models.diffusers_unet import DiffusersUNet
 
     net = DiffusersUNet.from_config(spec.config)
-    resize.apply(net.unet, spec.resized)
+    layer_sizes.apply(net.unet, spec.resized)
     return net
 
 
-class Restorer(nn.Module):
+class RestorerModel(nn.Module):
     def __init__(self, config: RestorerConfig, net: nn.Module | None = None):
         super().__init__()
         self.config = config

@@ -18,9 +18,9 @@ from typing import Protocol
 
 import numpy as np
 
+from edgeir.bundle.manifest import Variant
 from edgeir.errors import BackendError
-from edgeir.runtime.cpu_int8 import for_cpu
-from edgeir.runtime.manifest import Variant
+from edgeir.graphs.ort import open_session
 
 PREFERENCE = ("tensorrt", "ort-trt", "ort-cuda", "ort-cpu")
 BACKENDS = ("auto", *PREFERENCE)
@@ -66,17 +66,7 @@ class OrtSession:
                                      "trt_fp16_enable": variant.precision != "fp32",
                                      "trt_int8_enable": variant.precision == "int8"}),
                          "CUDAExecutionProvider", "CPUExecutionProvider"]
-        if backend == "ort-cpu" and variant.precision == "int8":
-            graph = for_cpu(graph)
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3  # onnxruntime's warnings are for its developers; ours are one line
-        if threads:
-            opts.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(graph, opts, providers=providers)
-        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own unrelated exception types
-            raise BackendError(f"{backend}: cannot open graph {variant.graph} ({str(e).splitlines()[0][:120]})"
-                               ) from None
+        self.session = open_session(graph, providers, threads)
         active = self.session.get_providers()[0]
         if active != provider:
             raise BackendError(f"{backend}: onnxruntime could not start {provider} (CUDA/TensorRT libraries "
@@ -100,7 +90,7 @@ def _open(name: str, graph: bytes, variant: Variant, cache: Path, shapes: Shapes
     return OrtSession(name, graph, variant, cache, threads)
 
 
-def open_session(backend: str, graph: bytes, variant: Variant, cache: Path, shapes: Shapes,
+def open_backend(backend: str, graph: bytes, variant: Variant, cache: Path, shapes: Shapes,
                  threads: int | None = None) -> tuple[Session, str, list[str]]:
     """``(session, backend used, notes on the backends skipped)``; ``BackendError`` if none opens."""
     if backend not in BACKENDS:

@@ -1,6 +1,6 @@
 """Latency on this machine, and the configuration that meets a budget.
 
-``measure`` times full restores (condition, tiling, graph, blending, compose) of a synthetic input after a
+``time_restores`` times full restores (condition, tiling, graph, blending, compose) of a synthetic input after a
 warm-up. ``plan`` walks the bundle's variants in order (best quality first) and, for each, the candidate tile
 sizes and batch sizes; it takes the first variant whose fastest configuration meets the budget at p95 (else
 the fastest overall, marked as missing it) and records the choice as JSON, which ``Restorer.load`` accepts.
@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import resource
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from edgeir.errors import ConfigError
 from edgeir.files import write_atomic
 from edgeir.runtime.restorer import Restorer
 from edgeir.tasks.base import Task
+from edgeir.timing import interleaved_ms
 
 TILES = (128, 192, 256, 384, 512, 768, 1024)
 
@@ -55,17 +55,17 @@ class Timing:
     runs: int
 
 
-def measure(restorer: Restorer, height: int, width: int, runs: int = 10, warmup: int = 1) -> Timing:
+def time_restores(restorer: Restorer, height: int, width: int, runs: int = 10, warmup: int = 1) -> Timing:
     image = synthetic_input(restorer.task, height, width)
-    for i in range(warmup):
-        restorer.restore(image, seed=i)
-    totals, graphs = [], []
-    for i in range(runs):
+    graphs: list[float] = []
+
+    def restore() -> None:
         restorer.graph_seconds = 0.0
-        start = time.perf_counter()
-        restorer.restore(image, seed=i)
-        totals.append((time.perf_counter() - start) * 1000)
+        restorer.restore(image)
         graphs.append(restorer.graph_seconds * 1000)
+
+    totals = interleaved_ms([restore], runs, warmup)[0]
+    graphs = graphs[warmup:]
     p50, p95, p99 = (float(np.percentile(totals, q)) for q in (50, 95, 99))
     return Timing(p50, p95, p99, float(np.median(graphs)), runs)
 
@@ -119,7 +119,7 @@ def plan(path: str | Path, height: int, width: int, budget_ms: float, backend: s
         for tile in candidate_tiles(m.multiple_of, m.tile, height, width):
             for batch in (1,) if first.backend == "ort-cpu" else (1, 4):
                 r = Restorer.load(path, first.backend, v.name, tile, batch)
-                t = measure(r, height, width, runs)
+                t = time_restores(r, height, width, runs)
                 tried.append({"variant": v.name, "tile": tile, "batch": batch, "p95_ms": round(t.p95_ms, 2)})
                 if best is None or t.p95_ms < best.p95_ms:
                     best = Plan(str(path), first.bundle.digest, (height, width), budget_ms, first.backend,

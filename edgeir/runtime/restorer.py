@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeir.bundle.io import Bundle, load_bundle
+from edgeir.bundle.manifest import Variant
 from edgeir.data.images import MAX_PIXELS, Picture, from_array, to_array
 from edgeir.diffusion.sample import sample
 from edgeir.diffusion.steps import to_x0
 from edgeir.errors import ConfigError, ImageError
-from edgeir.runtime.backends import Shapes, cache_root, open_session
-from edgeir.runtime.bundle import Bundle, load_bundle
-from edgeir.runtime.manifest import Variant
+from edgeir.runtime.backends import Shapes, cache_root, open_backend
 from edgeir.runtime.tiling import noise_field, restore_tiled
 from edgeir.tasks import Degraded
 from edgeir.tasks.base import resize
@@ -55,7 +55,7 @@ class Restorer:
             raise ConfigError(f"tile {tile} must be a multiple of {m.multiple_of} and at least {m.min_size}")
         shapes = Shapes(batch or GPU_BATCH, tile, tile, m.multiple_of)
         cache = cache_root() / "engines" / bundle.digest
-        session, used, notes = open_session(backend, bundle.files[v.graph], v, cache, shapes, threads)
+        session, used, notes = open_backend(backend, bundle.files[v.graph], v, cache, shapes, threads)
         return cls(bundle, v, session, used, notes, tile, batch or (1 if used == "ort-cpu" else GPU_BATCH))
 
     @property

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from edgeir.bundle.manifest import Variant
 from edgeir.errors import BackendError
 from edgeir.files import write_atomic
-from edgeir.runtime.manifest import Variant
 
 INSTALL = "pip install 'edgeir[trt]'; on a Jetson, JetPack's python3-libnvinfer and pip install cuda-python"
 
@@ -71,7 +71,7 @@ class TrtSession:
             return path.read_bytes()
         # The exporter's builder (torch- and onnx-free, so it runs here): Q/DQ graphs strongly typed, the FP16
         # flag for FP16 graphs, one profile from the bundle's size constraints up to the planned tile.
-        from edgeir.export.tensorrt import build_serialized
+        from edgeir.graphs.tensorrt import build_serialized
 
         m, b = shapes.multiple_of, shapes.batch
         profile = {spec.name: ((1,), (b,), (b,)) if spec.layout == "N" else

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset
 
 from edgeir.models.config import RestorerConfig
 
@@ -30,16 +30,23 @@ def random_crop(images: list[np.ndarray], size: int, rng: np.random.Generator) -
     return np.ascontiguousarray(crop)
 
 
-class PairStream(IterableDataset):
+class Pairs(Dataset):
+    """Training pair ``i`` of an endless sequence, drawn from a generator seeded by ``(seed, i)``: the same pairs
+    whatever the number of data workers, so a run resumed at batch ``k`` sees the batches an uninterrupted run
+    would. ``batches(start, batch)`` serves them from batch ``start`` on."""
+
     def __init__(self, images: list[np.ndarray], config: RestorerConfig, patch: int, seed: int):
         self.images = [im for im in images if min(im.shape[:2]) >= patch]
         self.config, self.patch, self.seed = config, patch, seed
 
-    def __iter__(self):
-        info = get_worker_info()
-        # A worker's torch seed (drawn from the seeded main process) separates the workers' streams; without
-        # workers the stream's own seed alone decides it, so a stage run in a fresh process repeats exactly.
-        rng = np.random.default_rng([self.seed, info.id, torch.initial_seed() % 2**31] if info else [self.seed])
-        while True:
-            target, cond = make_pair(random_crop(self.images, self.patch, rng), self.config, rng)
-            yield torch.from_numpy(target).permute(2, 0, 1), torch.from_numpy(cond).permute(2, 0, 1)
+    def __len__(self) -> int:
+        return 1 << 62
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, i])
+        target, cond = make_pair(random_crop(self.images, self.patch, rng), self.config, rng)
+        return torch.from_numpy(target).permute(2, 0, 1), torch.from_numpy(cond).permute(2, 0, 1)
+
+    def batches(self, start: int, batch: int, workers: int = 0) -> DataLoader:
+        return DataLoader(self, batch_size=batch, sampler=range(start * batch, len(self)), num_workers=workers,
+                          persistent_workers=workers > 0, prefetch_factor=4 if workers else None)

@@ -9,27 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
-from edgeir.export import trt_ops
-from edgeir.export.profile import Profile, multiple_problems, unbounded
-
-QDQ = ("QuantizeLinear", "DequantizeLinear")
-
-
-def has_qdq(model: onnx.ModelProto) -> bool:
-    return any(n.op_type in QDQ for n in model.graph.node)
-
-
-def constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
-    """Every initializer's and Constant node's value, by tensor name."""
-    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    for n in graph.node:
-        if n.op_type == "Constant":
-            for a in n.attribute:
-                if a.name == "value":
-                    values[n.output[0]] = numpy_helper.to_array(a.t)
-    return values
+from edgeir.graphs import trt_ops
+from edgeir.graphs.qdq import QDQ, constants
+from edgeir.graphs.shapes import ShapeProfile, multiple_problems, unbounded
 
 
 def _attr(node: onnx.NodeProto, name: str, default):
@@ -88,7 +71,7 @@ def _node_problems(node: onnx.NodeProto, consts: dict[str, np.ndarray]) -> list[
     return []
 
 
-def check_tensorrt(model: onnx.ModelProto | str | Path, profile: Profile | None = None,
+def check_tensorrt(model: onnx.ModelProto | str | Path, profile: ShapeProfile | None = None,
                    multiple_of: int | None = None) -> list[str]:
     """Every reason TensorRT would refuse ``model`` (empty when it is ready). ``profile`` bounds the dynamic
     dimensions; ``multiple_of`` is the network's spatial constraint that the profile must respect."""

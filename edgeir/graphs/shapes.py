@@ -44,15 +44,15 @@ class DimRange(BaseModel):
             raise ConfigError(f"{what} {text!r}: {msg.removeprefix('Value error, ')}") from None
 
 
-Profile = dict[str, DimRange]
+ShapeProfile = dict[str, DimRange]
 
 
-def image_profile(batch: DimRange, size: DimRange) -> Profile:
+def image_profile(batch: DimRange, size: DimRange) -> ShapeProfile:
     """The profile of every edgeir graph: height and width share one range (tiles are square)."""
     return {"batch": batch, "height": size, "width": size}
 
 
-def multiple_problems(profile: Profile, multiple_of: int) -> list[str]:
+def multiple_problems(profile: ShapeProfile, multiple_of: int) -> list[str]:
     """Spatial ranges the network cannot take (its inputs must be multiples of ``multiple_of``)."""
     return [f"profile {name} {r.min}:{r.opt}:{r.max} has sizes that are not multiples of {multiple_of}"
             for name, r in profile.items() if name in ("height", "width")
@@ -73,7 +73,7 @@ def dynamic_dims(model: onnx.ModelProto) -> dict[str, list[str | None]]:
     return out
 
 
-def unbounded(model: onnx.ModelProto, profile: Profile) -> list[str]:
+def unbounded(model: onnx.ModelProto, profile: ShapeProfile) -> list[str]:
     """Dynamic input dimensions that ``profile`` does not bound."""
     problems = []
     for name, dims in dynamic_dims(model).items():
@@ -85,7 +85,7 @@ def unbounded(model: onnx.ModelProto, profile: Profile) -> list[str]:
     return problems
 
 
-def input_shapes(model: onnx.ModelProto, profile: Profile) -> dict[str, tuple[Shape, Shape, Shape]]:
+def input_shapes(model: onnx.ModelProto, profile: ShapeProfile) -> dict[str, tuple[Shape, Shape, Shape]]:
     """min/opt/max shapes of every graph input under ``profile``."""
     problems = unbounded(model, profile)
     if problems:

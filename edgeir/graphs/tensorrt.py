@@ -96,7 +96,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, shapes: dict[st
                  precision: str = "fp16", strongly_typed: bool = False, workspace_mb: int = 1024,
                  timing_cache: str | Path | None = None) -> dict[str, Any]:
     """Build ``engine_path`` and its record ``engine_path + .json`` from ``onnx_path``; returns the record.
-    ``shapes`` maps every input to its (min, opt, max) shape (``edgeir.export.profile.input_shapes``)."""
+    ``shapes`` maps every input to its (min, opt, max) shape (``edgeir.graphs.shapes.input_shapes``)."""
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     engine = build_serialized(onnx_path, shapes, precision == "fp16", strongly_typed, workspace_mb,
                               Path(timing_cache) if timing_cache else None, onnx_path.name)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from edgeir.evaluate import evaluate
-from edgeir.models.restorer import Restorer
+from edgeir.models.restorer import RestorerModel
 from edgeir.tasks import Degraded
 
 Cases = list[tuple[str, np.ndarray, Degraded]]
@@ -53,7 +53,7 @@ class GateResult:
                 "passed": self.passed}
 
 
-def restore_all(restorer: Restorer, cases: Cases, seed: int, label: str) -> tuple[dict, int]:
+def restore_all(restorer: RestorerModel, cases: Cases, seed: int, label: str) -> tuple[dict, int]:
     """Mean metrics over ``cases`` (same seed per image as every other evaluation) and the number of
     non-finite values the denoiser predicted along the way."""
     nonfinite = 0
@@ -72,7 +72,7 @@ def restore_all(restorer: Restorer, cases: Cases, seed: int, label: str) -> tupl
     return result["model"], nonfinite
 
 
-def check(fp32: Restorer, int8: Restorer, cases: Cases, seed: int, max_psnr_drop: float,
+def check(fp32: RestorerModel, int8: RestorerModel, cases: Cases, seed: int, max_psnr_drop: float,
           min_detail_kept: float, fp32_metrics: dict | None = None) -> GateResult:
     """``fp32_metrics`` (from ``restore_all``) saves re-running the FP32 student for repeated checks."""
     ref = fp32_metrics or restore_all(fp32, cases, seed, "gate: FP32 student")[0]

@@ -16,9 +16,9 @@ from pathlib import Path, PurePosixPath
 
 from pydantic import ValidationError
 
+from edgeir.bundle.manifest import Manifest
 from edgeir.errors import CheckpointError, validation_message
 from edgeir.files import atomic_dir, atomic_path
-from edgeir.runtime.manifest import Manifest
 
 MANIFEST = "manifest.json"
 SUFFIX = ".edgeir"

@@ -1,0 +1,31 @@
+"""A denoiser network that is an ONNX graph run by onnxruntime, so an exported (e.g. INT8) graph plugs into
+the torch ``RestorerModel`` and is sampled, restored and evaluated exactly like any other network, with the
+arithmetic the CPU runtime will use (``edgeir.graphs.ort``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgeir.graphs.ort import open_session
+
+INPUTS = ("x_t", "t", "condition")  # the UNet graph's inputs (edgeir.export.unet)
+
+
+class OnnxNet(nn.Module):
+    """``forward(x_t, t, cond) -> prediction`` through an onnxruntime CPU session."""
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        super().__init__()
+        self.path = Path(path)
+        self.session = open_session(self.path, threads=threads)
+        # RestorerModel finds its device from its parameters; an empty one keeps that working.
+        self.anchor = nn.Parameter(torch.empty(0), requires_grad=False)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        feed = {name: v.detach().cpu().numpy().astype(np.float32) for name, v in zip(INPUTS, (x_t, t, cond))}
+        (out,) = self.session.run(None, feed)
+        return torch.from_numpy(out).to(x_t.device)
