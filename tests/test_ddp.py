@@ -39,10 +39,16 @@ def test_torchrun_with_two_gloo_processes_takes_the_steps_one_process_takes(tmp_
     start = flat(raw["teacher"])
     for stage in ("01-distill", "02-distill"):
         one, two = flat(tmp_path / "one" / "stages" / stage), flat(tmp_path / "ddp" / "stages" / stage)
-        update = (one - start).norm()
-        assert update > 0
-        # Equal up to float rounding (summation order differs), far below what training moved.
-        assert (one - two).norm() < 1e-3 * update, float((one - two).norm() / update)
+        moved, diff = (one - start).abs(), (one - two).abs()
+        assert moved.max() > 0
+        # Summing a batch in halves sums it in another order: float32 rounding, about 1e-7 of a value per
+        # operation, leaves the bulk of the weights equal to far below 1e-3 of how far training moved them. A
+        # weight whose gradient is itself rounding-sized is another matter: AdamW normalises its update, so the
+        # rounding can turn it into a full step either way. Such weights are a few in a million; they are held
+        # only to AdamW's own bound, a step no larger than the largest any weight took. A DDP that dropped,
+        # doubled or failed to average a half of each batch moves the bulk by a sizeable fraction instead.
+        assert diff.quantile(0.99) < 1e-3 * moved.quantile(0.99), float(diff.quantile(0.99) / moved.quantile(0.99))
+        assert diff.max() <= 2 * moved.max()
 
 
 def flat(folder) -> torch.Tensor:
