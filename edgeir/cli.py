@@ -105,7 +105,7 @@ def train_cmd(preset, out, work, iters, batch, patch, lr, device, workers, max_m
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--out", "outdir", type=click.Path(path_type=Path), required=True,
               help="Folder for the restored images (same names and formats as the inputs).")
-@click.option("--tile", type=click.IntRange(1), help="Output tile side (default: the bundle's).")
+@click.option("--variant", help="Restore graph to run (default: the bundle's first).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--backend", default="auto", show_default=True,
               help="auto, tensorrt, ort-trt, ort-cuda or ort-cpu.")
@@ -113,11 +113,11 @@ def train_cmd(preset, out, work, iters, batch, patch, lr, device, workers, max_m
               "'edgeir bench --budget-ms' (its plan file).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @user_errors
-def restore_cmd(bundle, inputs, outdir, tile, seed, backend, plan, as_json):
+def restore_cmd(bundle, inputs, outdir, variant, seed, backend, plan, as_json):
     """Restore image files, folders or globs INPUTS with BUNDLE. Exit 1 if some inputs failed."""
     from edgeir.commands.restore import run_restore
 
-    result = run_restore(bundle, list(inputs), outdir, tile, seed, backend, plan)
+    result = run_restore(bundle, list(inputs), outdir, variant, seed, backend, plan)
     if as_json:
         print_json(result)
     else:
@@ -135,39 +135,46 @@ def restore_cmd(bundle, inputs, outdir, tile, seed, backend, plan, as_json):
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--size", help="Output size HxW, e.g. 512x512.")
 @click.option("--budget-ms", type=click.FloatRange(min=0, min_open=True),
-              help="Latency budget: choose the variant/tile that meets it at p95; exit 1 if none does.")
+              help="Latency budget: choose the variant that meets it at p95; exit 1 if none does.")
 @click.option("--device", "profile", help="Device profile (recipes/devices/NAME.yaml, or a file): its size, "
-              "p95 budget and backend, unless given explicitly.")
+              "p95 budget, backend, precision and TensorRT workspace, unless given explicitly.")
 @click.option("--runs", type=click.IntRange(1), default=20, show_default=True)
-@click.option("--tile", type=click.IntRange(1), help="Measure this tile side instead of planning one.")
+@click.option("--variant", help="Measure this restore graph instead of planning.")
+@click.option("--stream", is_flag=True, help="Restore RUNS same-size frames as a stream (Restorer.stream): "
+              "frames per second and per-frame percentiles.")
 @click.option("--backend", default="auto", show_default=True,
               help="auto, tensorrt, ort-trt, ort-cuda or ort-cpu.")
 @click.option("--plan-out", type=click.Path(path_type=Path), help="Where to record the chosen configuration "
               "(default: the edgeir cache).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @user_errors
-def bench_cmd(bundle, size, budget_ms, profile, runs, tile, backend, plan_out, as_json):
-    """Latency (p50/p95/p99) and peak memory of full restores at output SIZE with BUNDLE."""
+def bench_cmd(bundle, size, budget_ms, profile, runs, variant, stream, backend, plan_out, as_json):
+    """Latency (p50/p95/p99, graph and host time apart) and peak memory of whole restores at output SIZE."""
     from edgeir.commands.bench import run_bench
 
+    workspace_mb = 1024
     if profile:
-        from edgeir.devices import BACKENDS, load_profile
+        from edgeir.devices import load_profile, preferred_variant
 
         p = load_profile(profile)
         size = size or p.size
         budget_ms = budget_ms if budget_ms is not None else p.p95_budget_ms
-        backend = BACKENDS[p.backend] if backend == "auto" else backend
+        backend = p.runtime_backend if backend == "auto" else backend
+        variant = variant or preferred_variant(bundle, p)
+        workspace_mb = p.workspace_mb
     if not size:
         raise click.UsageError("give --size HxW or --device PROFILE")
-    result = run_bench(bundle, size, budget_ms, runs, backend, tile, plan_out)
+    result = run_bench(bundle, size, budget_ms, runs, backend, variant, plan_out, stream, workspace_mb)
     if profile:
         result["device_profile"] = {"name": p.name, "status": p.status, "p95_budget_ms": p.p95_budget_ms}
     if as_json:
         print_json(result)
     else:
-        click.echo(f"{result['size']} on {result['backend']} (variant {result['variant']}, tile {result['tile']}, "
-                   f"batch {result['batch']}): p50 {result['p50_ms']:.1f} ms, p95 {result['p95_ms']:.1f} ms, "
-                   f"p99 {result['p99_ms']:.1f} ms, peak RSS {result['peak_rss_mb']:.0f} MB")
+        rate = f", {result['fps']:.1f} frames/s" if stream else ""
+        click.echo(f"{result['size']} on {result['backend']} (variant {result['variant']}, tile {result['tile']}): "
+                   f"p50 {result['p50_ms']:.1f} ms, p95 {result['p95_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms"
+                   f"{rate}; per frame {result['graph_ms']:.1f} ms in the graph, {result['host_ms']:.1f} ms on the "
+                   f"host; peak RSS {result['peak_rss_mb']:.0f} MB")
         if budget_ms is not None:
             verdict = "within" if result["within_budget"] else "OVER"
             click.echo(f"{verdict} the {budget_ms:g} ms budget; plan recorded in {result.get('plan_file', '-')}")
@@ -211,17 +218,24 @@ def compress_cmd(model, recipe, out, resume, device, as_json):
               help="trt also builds TensorRT engines for this machine's GPU (MODEL may then be an ONNX bundle).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
               help="int8 needs a model quantized by 'edgeir compress'.")
-@click.option("--graph", type=click.Choice(["unet", "sampler", "both"]), default="both", show_default=True,
-              help="The UNet alone, the whole sampler loop, or both.")
+@click.option("--graph", type=click.Choice(["restore", "unet", "sampler", "all"]), default="restore",
+              show_default=True, help="restore: the graphs the runtime runs (and the UNet graph they are composed "
+              "around); unet or sampler alone; all.")
+@click.option("--tile", type=click.IntRange(16), help="Output tile side baked into restore graphs (default: "
+              "--size's OPT, or a bundle's own).")
+@click.option("--overlap", type=click.IntRange(0), help="Overlap of neighbouring tiles (default: an eighth of "
+              "the tile).")
 @click.option("--opset", type=click.IntRange(17, 20), default=17, show_default=True)
-@click.option("--batch", default="1:1:4", show_default=True, help="Batch range MIN:OPT:MAX of the TensorRT "
-              "optimisation profile.")
+@click.option("--batch", default="1:1:4", show_default=True, help="Batch range MIN:OPT:MAX of the UNet and "
+              "sampler graphs' TensorRT optimisation profile.")
 @click.option("--size", default="64:256:512", show_default=True, help="Height/width range MIN:OPT:MAX of the "
-              "TensorRT optimisation profile; OPT is also the bundle's recommended tile.")
+              "UNet and sampler graphs' TensorRT optimisation profile.")
+@click.option("--frame", default="64:1080:2160", show_default=True, help="Output frame side range MIN:OPT:MAX "
+              "that restore graphs' TensorRT engines are built for.")
 @click.option("--steps", type=click.IntRange(1, 1000), help="Sampler steps to export (default: the model's own, "
               "e.g. a distilled student's timesteps); evenly spaced when given.")
-@click.option("--fp16-io", is_flag=True, help="With --precision fp16: FP16 graph inputs and outputs too "
-              "(default: FP32 I/O).")
+@click.option("--fp16-io", is_flag=True, help="With --precision fp16: FP16 inputs and outputs of the UNet and "
+              "sampler graphs too (default: FP32 I/O).")
 @click.option("--workspace-mb", type=click.IntRange(16), default=1024, show_default=True,
               help="TensorRT builder workspace limit.")
 @click.option("--timing-cache", type=click.Path(path_type=Path), help="TensorRT timing cache, reused across "
@@ -229,15 +243,16 @@ def compress_cmd(model, recipe, out, resume, device, as_json):
 @click.option("--trust-pickle", is_flag=True, help="Allow loading a .pt/.pth state dict you made yourself.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @user_errors
-def export_cmd(model, out, fmt, precision, graph, opset, batch, size, steps, fp16_io, workspace_mb, timing_cache,
-               trust_pickle, as_json):
-    """Export MODEL (or build TensorRT engines for an ONNX bundle) into a checked bundle OUT."""
+def export_cmd(model, out, fmt, precision, graph, tile, overlap, opset, batch, size, frame, steps, fp16_io,
+               workspace_mb, timing_cache, trust_pickle, as_json):
+    """Export MODEL (or compose restore graphs or build TensorRT engines for a bundle) into a checked bundle."""
     from edgeir.commands.export import print_summary
     from edgeir.export.bundle import export_bundle
     from edgeir.runtime.backends import cache_root
 
-    result = export_bundle(model, out, fmt, precision, graph, opset, batch, size, steps, not fp16_io, workspace_mb,
-                        timing_cache or cache_root() / "tensorrt.timing-cache", trust_pickle, " ".join(sys.argv))
+    result = export_bundle(model, out, fmt, precision, graph, opset, batch, size, frame, steps, tile, overlap,
+                           not fp16_io, workspace_mb, timing_cache or cache_root() / "tensorrt.timing-cache",
+                           trust_pickle, " ".join(sys.argv))
     if as_json:
         print_json(result)
     else:

@@ -14,8 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from edgeir.errors import ConfigError, validation_message
 
 PROFILES = Path(__file__).resolve().parent.parent / "recipes" / "devices"
-# A profile's backend as ``edgeir.runtime`` names it.
-BACKENDS = {"tensorrt": "tensorrt", "onnxruntime-cuda": "ort-cuda", "onnxruntime-cpu": "ort-cpu"}
 
 
 class DeviceProfile(BaseModel):
@@ -42,6 +40,11 @@ class DeviceProfile(BaseModel):
         h, w = self.size.split("x")
         return int(h), int(w)
 
+    @property
+    def runtime_backend(self) -> str:
+        """The backend as ``edgeir.runtime`` names it."""
+        return {"tensorrt": "tensorrt", "onnxruntime-cuda": "ort-cuda", "onnxruntime-cpu": "ort-cpu"}[self.backend]
+
 
 def available() -> list[str]:
     return sorted(p.stem for p in PROFILES.glob("*.yaml"))
@@ -59,3 +62,11 @@ def load_profile(name_or_path: str) -> DeviceProfile:
         raise ConfigError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
     except ValidationError as e:
         raise ConfigError(f"{path}: {validation_message(e)}") from None
+
+
+def preferred_variant(bundle: str | Path, profile: DeviceProfile) -> str | None:
+    """The bundle's first 8-bit restore graph of the profile's precision, or None (the bundle's default)."""
+    from edgeir.bundle import load_bundle
+
+    return next((v.name for v in load_bundle(bundle).manifest.variants
+                 if v.kind == "restore" and v.pixels == "uint8" and v.precision == profile.precision), None)

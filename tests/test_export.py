@@ -135,12 +135,12 @@ def test_export_graph_checks_slims_and_is_tensorrt_ready(task, tmp_path):
     profile = image_profile(DimRange(min=1, opt=1, max=4), DimRange(min=8, opt=16, max=32))
     for kind in ("sampler", "unet"):
         result = export_graph(r, kind, tmp_path, "fp32", profile=profile)
-        assert result.path == tmp_path / f"{kind}.onnx" and result.path.exists()
+        assert result.path == tmp_path / f"{kind}.fp32.onnx" and result.path.exists()
         assert set(result.diffs) == {"random", "real"}
         assert max(result.diffs.values()) <= checks.TOLERANCE[(kind, "fp32")]
         assert result.slimmed and result.tensorrt_problems == []
         assert result.nodes == len(onnx.load(str(result.path)).graph.node)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["sampler.onnx", "unet.onnx"]  # no leftovers
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sampler.fp32.onnx", "unet.fp32.onnx"]  # no leftovers
 
 
 @pytest.mark.parametrize("keep_io_fp32", [True, False])

@@ -50,27 +50,41 @@ def run(*args):
 
 def test_export_writes_a_checked_bundle(exported):
     bundle, result = exported
-    assert result["variants"] == ["sampler-fp32", "unet-fp32"]
+    assert result["variants"] == ["restore-fp32", "restore-fp32-float", "unet-fp32"]
     for g in result["graphs"]:
-        assert g["tensorrt_ready"] and g["slimmed"]
-        assert max(g["max_abs_diff"].values()) <= g["gate"]
+        assert not g["tensorrt_problems"]
+        assert max(g["max_abs_diff"].values()) <= g["gate"] + (0.5 / 255 if g.get("pixels") == "uint8" else 0)
     loaded = load_bundle(bundle)  # verifies schema and every checksum
     m = loaded.manifest
-    assert set(loaded.files) == {"sampler.onnx", "unet.onnx"}
-    assert (m.multiple_of, m.tile, m.overlap) == (4, 16, 2)
-    assert [v.kind for v in m.variants] == ["sampler", "unet"]
+    assert set(loaded.files) == {"restore.fp32.onnx", "restore.fp32.float.onnx", "unet.fp32.onnx"}
+    assert (m.multiple_of, m.tile, m.overlap) == (4, 16, 4)
+    assert [(v.kind, v.pixels, v.tile, v.overlap) for v in m.variants] == [
+        ("restore", "uint8", 16, 4), ("restore", "float32", 16, 4), ("unet", None, None, None)]
     assert [s.t for s in m.variants[0].steps] == [999]
     assert m.producer["tensorrt_profile"]["height"] == {"min": 8, "opt": 16, "max": 32}
-    assert [c["kind"] for c in m.producer["checks"]] == ["sampler", "unet"]
+    assert sorted(c["kind"] for c in m.producer["checks"]) == ["restore", "restore", "unet"]
 
 
 def test_runtime_runs_the_exported_bundle(bundle):
     from edgeir.runtime.restorer import Restorer as Runtime
 
-    for variant in ("sampler-fp32", "unet-fp32"):
+    for variant in ("restore-fp32", "restore-fp32-float"):
         rt = Runtime.load(bundle, backend="ort-cpu", variant=variant)
         out = rt.restore(np.full((10, 12, 3), 128, np.uint8), seed=0)
         assert out.shape == (20, 24, 3) and out.dtype == np.uint8
+
+
+def test_a_bundle_composes_its_restore_graphs_anew_without_torch(model, bundle, tmp_path):
+    """Another tile size, on a machine with no torch: the restore graphs come from the bundle's UNet graph."""
+    script = ("import sys; sys.modules['torch'] = None\n"
+              "from pathlib import Path\nfrom edgeir.export.bundle import export_bundle\n"
+              f"export_bundle({str(bundle)!r}, Path({str(tmp_path / 'again')!r}), tile=24, overlap=4)\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    m = load_bundle(tmp_path / "again").manifest
+    assert [(v.name, v.tile, v.overlap) for v in m.variants[:2]] == [("restore-fp32", 24, 4),
+                                                                     ("restore-fp32-float", 24, 4)]
+    assert m.producer["from_bundle"]["source"] == str(model)  # where the UNet graph came from
 
 
 def test_fp16_sampler_only_with_other_steps(model, tmp_path):
@@ -78,7 +92,7 @@ def test_fp16_sampler_only_with_other_steps(model, tmp_path):
               *PROFILE)
     assert res.exit_code == 0, res.output
     assert "sampler" in res.stdout and "fp16" in res.stdout
-    (variant,) = load_bundle(tmp_path / "b16").manifest.variants
+    (variant,) = load_bundle(tmp_path / "b16").manifest.variants  # a sampler graph alone: no UNet to compose
     assert (variant.name, variant.precision) == ("sampler-fp16", "fp16")
     assert [s.t for s in variant.steps] == [999, 499]
 
@@ -112,8 +126,9 @@ def test_unknown_model_and_non_bundle_output_are_refused(model, tmp_path):
     assert (precious / "keep.jpg").read_bytes() == b"x"
 
 
-def test_onnx_bundle_needs_format_trt(bundle, tmp_path):
-    one_line_error(run("export", bundle, "-o", tmp_path / "again"), "--format trt builds its TensorRT engines")
+def test_a_bundle_is_recomposed_or_built_not_exported_again(bundle, tmp_path):
+    one_line_error(run("export", bundle, "-o", tmp_path / "again", "--graph", "unet"),
+                   "--format trt builds its TensorRT engines")
 
 
 ENGINE_SCRIPT = r"""
@@ -132,7 +147,8 @@ def fake_build(onnx_path, engine_path, shapes, precision, strongly_typed, worksp
 trt_export.require_tensorrt = lambda: None
 trt_export.build_engine = fake_build
 from edgeir.export.bundle import export_bundle
-result = export_bundle(sys.argv[1], Path(sys.argv[2]), "trt", "fp16", "sampler", batch="1:1:2", size="8:16:32")
+result = export_bundle(sys.argv[1], Path(sys.argv[2]), "trt", "fp16", "all", batch="1:1:2", size="8:16:32",
+                       frame="20:40:60")
 print(json.dumps(result))
 """
 
@@ -145,15 +161,19 @@ def test_engines_for_an_onnx_bundle_are_built_without_torch(bundle, tmp_path):
                           text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert result["variants"] == ["sampler-fp32-trt", "sampler-fp32", "unet-fp32"]
-    (record,) = result["engines"]
+    assert result["variants"] == ["restore-fp32-trt", "restore-fp32-float-trt", "unet-fp32-trt", "restore-fp32",
+                                  "restore-fp32-float", "unet-fp32"]
+    record = result["engines"][0]
     assert record["precision"] == "fp16" and not record["strongly_typed"]
-    assert record["shapes"]["noise"] == [[1, 3, 8, 8], [1, 3, 16, 16], [2, 3, 32, 32]]
+    # a restore graph's profile follows from the output frame sides: input sides, tile counts (tile 16, overlap 4)
+    assert record["shapes"]["image"] == [[1, 10, 10, 3], [1, 20, 20, 3], [1, 30, 30, 3]]
+    assert record["shapes"]["rows"] == [[2, 16], [4, 16], [6, 16]]
+    assert result["engines"][2]["shapes"]["x_t"] == [[1, 3, 8, 8], [1, 3, 16, 16], [2, 3, 32, 32]]
     loaded = load_bundle(out)
     engine = loaded.manifest.variants[0]
-    assert (engine.format, engine.graph, engine.precision) == ("tensorrt", "sampler.fp16.engine", "fp16")
-    assert loaded.files["sampler.fp16.engine"] == b"engine bytes"
-    assert json.loads(loaded.files["sampler.fp16.engine.json"])["onnx"] == "sampler.onnx"
+    assert (engine.format, engine.graph, engine.precision) == ("tensorrt", "restore.fp32.fp16.engine", "fp16")
+    assert loaded.files["restore.fp32.fp16.engine"] == b"engine bytes"
+    assert json.loads(loaded.files["restore.fp32.fp16.engine.json"])["onnx"] == "restore.fp32.onnx"
     again = tmp_path / "trt-again"  # engines from elsewhere are replaced, not duplicated
     proc = subprocess.run([sys.executable, "-c", ENGINE_SCRIPT, str(out), str(again)], capture_output=True,
                           text=True, check=False)

@@ -72,15 +72,15 @@ def test_planted_unsupported_operator_is_caught(unet):
 
 def test_restricted_operator_forms_are_caught(unet):
     resize = next(n for n in unet.graph.node if n.op_type == "Resize")
-    for a in resize.attribute:
-        if a.name == "mode":
-            a.s = b"cubic"
+    kept = [a for a in resize.attribute if a.name != "coordinate_transformation_mode"]
+    del resize.attribute[:]
+    resize.attribute.extend([*kept, helper.make_attribute("coordinate_transformation_mode", "half_pixel_symmetric")])
     unsqueeze = next(n for n in unet.graph.node if n.op_type == "Unsqueeze")
     unsqueeze.input[1] = unet.graph.input[1].name  # axes from a graph input: not a build-time constant
     unet.opset_import[0].version = 21
     problems = check_tensorrt(unet, PROFILE)
     assert problems[0] == "opset 21 is outside the 9..20 that TensorRT 10's parser supports"
-    assert any(p.startswith("Resize") and "cubic" in p for p in problems)
+    assert any(p.startswith("Resize") and "half_pixel_symmetric" in p for p in problems)
     assert any(p.startswith("Unsqueeze") and "axes are computed at run time" in p for p in problems)
 
 
@@ -161,3 +161,19 @@ def test_random_operators_are_found(unet):
     out = unet.graph.output[0].name
     unet.graph.node.append(helper.make_node("RandomNormalLike", [out], ["r"], name="planted_random"))
     assert random_ops(unet) == ["RandomNormalLike"]
+
+
+def test_cubic_resize_is_ready_only_on_the_last_two_axes():
+    """The restore graph's bicubic upsampling (TensorRT's parser maps it to IResizeLayer's cubic mode, for the
+    last two axes only)."""
+    def graph(scales):
+        node = helper.make_node("Resize", ["x", "", "scales"], ["y"], mode="cubic", cubic_coeff_a=-0.5,
+                                exclude_outside=1)
+        g = helper.make_graph([node], "r", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 4, 4])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.array(scales, np.float32), "scales")])
+        return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+    assert check_tensorrt(graph([1, 1, 4, 4])) == []
+    assert check_tensorrt(graph([1, 2, 4, 4]))[0].endswith("cubic resize needs constant scales on the last two "
+                                                           "axes only")

@@ -1,93 +1,126 @@
-"""The torch-free runtime: same output as the torch pipeline, seamless tiling, channels and bit depths,
-backends, and no torch import."""
+"""The torch-free runtime: the restore graph computes what the torch model computes tile by tile, frames of any
+size blend back exactly, channels and bit depths keep their form, streams prepare once, backends say which,
+and no torch is imported."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import textwrap
-from itertools import pairwise
 
 import numpy as np
+import onnx
 import pytest
-import torch
-from test_runtime_support import make_bundle, tiny_restorer
+from onnx import TensorProto, helper
+from test_runtime_support import host_reference, make_bundle, tiny_restorer
 
+from edgeir.diffusion.schedules import alphas_cumprod
+from edgeir.diffusion.steps import ddim_steps
 from edgeir.errors import BackendError, ConfigError, ImageError
+from edgeir.graphs import layout
+from edgeir.graphs.ort import open_session
+from edgeir.graphs.restore import restore_graph
 from edgeir.runtime import Restorer
-from edgeir.runtime.tiling import noise_field, restore_tiled
+from edgeir.runtime import restorer as runtime_module
+from edgeir.runtime.backends import PREFERENCE
 from edgeir.tasks import Degraded, InpaintTask, SRTask
 
 
 @pytest.fixture(scope="module")
 def sr(tmp_path_factory):
     restorer = tiny_restorer(SRTask(scale=2))
-    return restorer, make_bundle(restorer, tmp_path_factory.mktemp("sr") / "sr", kinds=("sampler", "unet"))
+    return restorer, make_bundle(restorer, tmp_path_factory.mktemp("sr") / "sr")
 
 
 @pytest.fixture(scope="module")
 def inpaint(tmp_path_factory):
     restorer = tiny_restorer(InpaintTask(fill="biharmonic"))
-    return restorer, make_bundle(restorer, tmp_path_factory.mktemp("inp") / "inp", kinds=("sampler", "unet"))
+    return restorer, make_bundle(restorer, tmp_path_factory.mktemp("inp") / "inp")
 
 
-@pytest.mark.parametrize("variant", ["sampler", "unet"])
 @pytest.mark.parametrize("case", ["sr", "inpaint"])
-def test_matches_torch_pipeline_untiled(case, variant, request):
+def test_the_runtime_restores_what_the_torch_model_restores_tile_by_tile(case, request):
     torch_restorer, bundle = request.getfixturevalue(case)
     task = torch_restorer.task
     rng = np.random.default_rng(3)
-    image = rng.random((22, 30, 3)).astype(np.float32)  # not a multiple of 4: exercises the padding too
+    image = (rng.random((22, 30, 3)) * 65535).astype(np.uint16)  # 16-bit: the float32 graph, no rounding
     mask = rng.random((22, 30)) < 0.3 if task.name == "inpaint" else None
-    degraded = Degraded(image, mask)
-    cond = task.condition(degraded)
-    noise = noise_field(7, 3, *cond.shape[:2])
-    with torch.no_grad():
-        ref = torch_restorer.restore_tensor(torch.from_numpy(cond).permute(2, 0, 1)[None],
-                                            torch.from_numpy(noise)[None])
-    ref = task.compose(ref[0].permute(1, 2, 0).numpy(), degraded)
-    runtime = Restorer.load(bundle, backend="ort-cpu", variant=variant, tile=64)
+    runtime = Restorer.load(bundle, backend="ort-cpu")
     assert runtime.task == task  # the manifest carries the whole task, inpainting's hole fill included
-    out = runtime.restore_rgb(image, seed=7, mask=mask)
-    assert out.shape == ref.shape
+    out = runtime.restore(image, seed=7, mask=mask).astype(np.float64) / 65535
+    d = Degraded(image.astype(np.float32) / np.float32(65535), mask)
+    h, w = out.shape[:2]
+    noise = np.random.default_rng(7).standard_normal((1, 3, h, w), dtype=np.float32)[0]
+    ref = host_reference(torch_restorer, d, noise, runtime.variant.tile, runtime.variant.overlap)
     assert np.abs(out - ref).max() < 1e-3
-    assert np.abs(ref - (cond[..., :3] * 0.5 + 0.5)).mean() > 0.01  # the network really changed the image
+    base = task.condition(d)[..., :3] * 0.5 + 0.5
+    assert np.abs(ref - base).mean() > 0.01  # the network really changed the image
 
 
-@pytest.mark.parametrize("tile, overlap, batch", [(16, 4, 1), (32, 8, 3), (24, 0, 2), (64, 8, 1)])
-def test_tiles_reassemble_the_image_exactly(tile, overlap, batch):
-    """With a graph that returns its noise, tiling must give back the full noise field: every pixel's
-    weights sum to one and every tile reads its own slice of the one field."""
-    calls = []
-
-    def run(cond, noise):
-        calls.append(cond.shape)
-        return noise[:, :3]
-
-    cond = np.zeros((4, 50, 70), np.float32)
-    noise = noise_field(1, 3, 50, 70)
-    out = restore_tiled(run, cond, noise, tile, overlap, multiple=4, batch=batch)
-    np.testing.assert_allclose(out, noise, atol=1e-6)
-    # graph inputs are bounded by the tile, whatever the image size
-    assert all(b <= batch and h <= tile and w <= tile for b, _, h, w in calls)
+def fake_unet(cond_channels: int, returns: str) -> onnx.ModelProto:
+    """A stand-in UNet graph predicting x0 = 0 (the restore is then the condition's base image) or x0 = x_t
+    (the noise itself comes out)."""
+    x, t, c = (helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in
+               (("x_t", ["b", 3, "h", "w"]), ("t", ["b"]), ("condition", ["b", cond_channels, "h", "w"])))
+    zero = helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])
+    node = (helper.make_node("Mul", ["x_t", "zero"], ["prediction"]) if returns == "zero" else
+            helper.make_node("Identity", ["x_t"], ["prediction"]))
+    out = helper.make_tensor_value_info("prediction", TensorProto.FLOAT, ["b", 3, "h", "w"])
+    model = helper.make_model(helper.make_graph([node], "u", [x, t, c], [out], [zero]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
 
 
-def test_batched_tiles_match_single_tiles(sr):
-    _, bundle = sr
-    image = (np.random.default_rng(0).random((40, 44, 3)) * 255).astype(np.uint8)
-    one = Restorer.load(bundle, backend="ort-cpu", tile=32, batch=1).restore(image, seed=2)
-    four = Restorer.load(bundle, backend="ort-cpu", tile=32, batch=4).restore(image, seed=2)
-    assert np.abs(one.astype(int) - four.astype(int)).max() <= 1
+@pytest.mark.parametrize("tile, overlap", [(16, 4), (32, 8), (24, 0), (64, 32)])
+@pytest.mark.parametrize("h, w", [(1, 1), (7, 50), (50, 70), (96, 33)])
+def test_frames_of_any_size_blend_back_exactly(tile, overlap, h, w):
+    """Through a restore graph whose network returns its input, a frame comes back as it went in (its base
+    image, or its noise), so every pixel's weights sum to one, every tile reads its own place in the one noise
+    field and the frame is cut back out where it was; and the host's numpy layout agrees."""
+    steps = ddim_steps(alphas_cumprod("cosine", 1000), [999])
+    rng = np.random.default_rng(0)
+    image = rng.random((1, h, w, 3), dtype=np.float32)
+    noise = rng.standard_normal((1, 3, h, w), dtype=np.float32)
+    rows, cols = layout.positions(h, tile, overlap), layout.positions(w, tile, overlap)
+    grey = np.full_like(image, 0.5)  # a base image of 0: what comes out is the noise alone
+    for returns, frame, expected in (("zero", image, image[0]),
+                                     ("x_t", grey, np.clip(noise[0].transpose(1, 2, 0) * 0.5 + 0.5, 0, 1))):
+        graph = restore_graph(fake_unet(3, returns), "deblur", 1, 3, steps, "x0", 1.0, 1.0, tile, overlap,
+                              "float32")
+        feeds = {"image": frame, "noise": noise, "rows": rows, "cols": cols}
+        out = open_session(graph.SerializeToString()).run(None, feeds)[0][0]
+        np.testing.assert_allclose(out, expected, atol=2e-6)
+    blended = layout.blend(layout.split(noise[0], rows, cols), len(rows), len(cols), h, w, overlap)
+    np.testing.assert_allclose(blended, noise[0], atol=2e-6)
+
+
+def test_the_graphs_bicubic_is_the_training_condition():
+    """Super-resolution's condition is built inside the graph: through a network that adds nothing, the output
+    is the task's own (Pillow) bicubic upsampling of the input, to float rounding."""
+    task = SRTask(scale=4)
+    steps = ddim_steps(alphas_cumprod("cosine", 1000), [999])
+    image = np.random.default_rng(1).random((1, 13, 21, 3), dtype=np.float32)
+    graph = restore_graph(fake_unet(3, "zero"), "sr", 4, 3, steps, "x0", 1.0, 1.0, 32, 8, "float32")
+    h, w = 52, 84
+    feeds = {"image": image, "noise": np.zeros((1, 3, h, w), np.float32),
+             "rows": layout.positions(h, 32, 8), "cols": layout.positions(w, 32, 8)}
+    out = open_session(graph.SerializeToString()).run(None, feeds)[0][0]
+    expected = np.clip(task.condition(Degraded(image[0])) * 0.5 + 0.5, 0, 1)
+    np.testing.assert_allclose(out, expected, atol=1e-6)
 
 
 def test_channels_and_bit_depths(sr, inpaint):
     runtime = Restorer.load(sr[1], backend="ort-cpu")
     rng = np.random.default_rng(0)
     for shape, dtype in [((12, 10), np.uint8), ((12, 10, 2), np.uint8), ((12, 10, 3), np.uint16),
-                         ((12, 10, 4), np.uint8)]:
+                         ((12, 10, 4), np.uint8), ((12, 10, 3), np.uint8)]:
         image = (rng.random(shape) * np.iinfo(dtype).max).astype(dtype)
         out = runtime.restore(image)
         assert out.dtype == dtype and out.shape == (24, 20, *shape[2:])
+    deep = runtime.restore((rng.random((12, 10, 3)) * 65535).astype(np.uint16))
+    inside = deep[(deep > 0) & (deep < 65535)]  # the tiny random network saturates many pixels
+    assert inside.size > 50 and np.mean(inside % 257 != 0) > 0.9  # an 8-bit path would give multiples of 257
     rgba = np.full((12, 10, 4), 200, np.uint8)
     rgba[..., 3] = 255
     rgba[:6, :, 3] = 0
@@ -111,24 +144,59 @@ def test_hostile_arrays_refused(sr, monkeypatch):
         runtime.restore(np.zeros((8, 8, 5), np.uint8))
     with pytest.raises(ImageError, match="too small"):
         runtime.restore(np.zeros((1, 8, 3), np.uint8))
-    monkeypatch.setattr("edgeir.runtime.restorer.MAX_PIXELS", 1000)
+    monkeypatch.setattr(runtime_module, "MAX_PIXELS", 1000)
     with pytest.raises(ImageError, match="pixel limit"):
         runtime.restore(np.zeros((20, 20, 3), np.uint8))
 
 
+def test_large_frames_go_in_bands_that_join_exactly(sr):
+    """A frame over the per-call pixel budget is restored band by band; each band's kept rows come from the
+    tiles the whole frame would use, so the result is the whole-frame result."""
+    image = (np.random.default_rng(5).random((70, 20, 3)) * 255).astype(np.uint8)
+    whole = Restorer.load(sr[1], backend="ort-cpu")
+    banded = Restorer.load(sr[1], backend="ort-cpu", max_call_pixels=40 * 60)
+    calls = []
+    real = banded._graph
+    banded._graph = lambda session, feeds: calls.append(feeds["image"].shape) or real(session, feeds)
+    out = banded.restore(image, seed=1)
+    assert len(calls) > 2 and all(h < 70 for _, h, _, _ in calls)
+    assert np.abs(out.astype(int) - whole.restore(image, seed=1)).max() <= 1
+
+
+def test_a_stream_prepares_once_and_restores_what_restore_does(sr, monkeypatch):
+    runtime = Restorer.load(sr[1], backend="ort-cpu")
+    made = []
+    real = layout.positions
+    monkeypatch.setattr(layout, "positions", lambda *a: made.append(a) or real(*a))
+    frames = [(np.random.default_rng(i).random((16, 24, 3)) * 255).astype(np.uint8) for i in range(30)]
+    streamed = list(runtime.stream(iter(frames), seed=4))
+    assert len(made) == 2  # the noise field and the index maps of the one frame size, made once
+    noise_fields = {id(b.static["noise"]) for plan in runtime._plans.values() for b in plan}
+    assert len(runtime._plans) == 1 and len(noise_fields) == 1
+    assert all(np.array_equal(s, runtime.restore(f, seed=4)) for s, f in zip(streamed, frames))
+    assert len(made) == 2  # restore() of the same size reuses them too
+    assert len(streamed) == 30 and not np.array_equal(streamed[0], streamed[1])
+
+
 def test_backends_say_which_and_refuse_clearly(sr):
+    """Whatever this machine has: auto takes the best backend that opens and says why it skipped better ones;
+    one that is missing is refused in one line, and one that is present opens."""
     runtime = Restorer.load(sr[1])
-    assert runtime.backend == "ort-cpu"  # the only one on a CPU machine
-    assert any(n.startswith("tensorrt:") for n in runtime.notes)  # and it says why the better ones were skipped
-    for backend, message in [("ort-cuda", "no CUDAExecutionProvider"), ("tensorrt", "not installed"),
-                             ("gpu", "unknown backend")]:
-        with pytest.raises(BackendError, match=message) as e:
-            Restorer.load(sr[1], backend=backend)
-        assert "\n" not in str(e.value)
-    with pytest.raises(ConfigError, match="multiple of"):
-        Restorer.load(sr[1], tile=30)
+    position = PREFERENCE.index(runtime.backend)
+    assert len(runtime.notes) == position  # one reason per better backend it skipped
+    for backend in PREFERENCE:
+        try:
+            chosen = Restorer.load(sr[1], backend=backend)
+        except BackendError as e:
+            assert PREFERENCE.index(backend) < position and "\n" not in str(e) and str(e).startswith(backend)
+        else:
+            assert chosen.backend == backend and PREFERENCE.index(backend) >= position
+    with pytest.raises(BackendError, match="unknown backend"):
+        Restorer.load(sr[1], backend="gpu")
     with pytest.raises(ConfigError, match="no variant 'int8'"):
         Restorer.load(sr[1], variant="int8")
+    with pytest.raises(ConfigError, match="unet graph; the runtime runs restore graphs"):
+        Restorer.load(sr[1], variant="unet-fp32")
 
 
 BLOCKER = """
@@ -146,41 +214,39 @@ def test_runtime_runs_with_torch_blocked(sr):
         import numpy as np
         from edgeir.runtime import Restorer
         import edgeir.commands.restore, edgeir.commands.bench, edgeir.cli
-        out = Restorer.load({str(sr[1])!r}, variant="unet").restore(np.full((8, 8, 3), 99, np.uint8))
+        out = Restorer.load({str(sr[1])!r}).restore(np.full((8, 8, 3), 99, np.uint8))
         assert out.shape == (16, 16, 3)
-        print("ok", sorted(m for m in ("torch", "scipy", "skimage") if m in sys.modules))
+        print("ok", sorted(m for m in ("torch", "scipy", "skimage", "onnx") if m in sys.modules))
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                           check=False)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "ok []"
+    assert done.stdout.strip() == "ok []"  # an FP32 bundle needs not even onnx
 
 
 @pytest.mark.slow
-def test_tiled_restore_has_no_seam(tmp_path):
-    """A real teacher (sr4x, 4 steps) restores 256x256 outputs whole and in 128-pixel tiles. Content makes
-    raw PSNR differ between regions, so each region's PSNR is compared with the untiled restore of the same
-    pixels: bands across the seams must lose no more to tiling than tile interiors do."""
+def test_tiles_leave_no_seam(tmp_path):
+    """A real teacher (sr4x, 4 DDPM steps, so the noise matters at every step) restores 192x192 outputs in one
+    tile and in 128-pixel tiles that overlap by 32. Away from the seams and across them alike, the tiled result
+    must be the one-tile result to within about a level: tiles blend invisibly only if they agree. Tiles that
+    abut with no overlap differ from it along the cut (seam bands off by ~3 levels where the rest is off by
+    1-2), and tiles drawing their own noise differ everywhere (~4 levels): both fail here."""
     from edgeir.data.builtin import builtin_images
     from edgeir.load import load_restorer
-    from edgeir.runtime.tiling import tile_starts
 
     teacher = load_restorer("sr4x")
-    bundle = make_bundle(teacher, tmp_path / "sr4x", tile=128, overlap=32, steps=4)
-    whole, tiled = (Restorer.load(bundle, backend="ort-cpu", tile=t) for t in (256, 128))
-    starts = tile_starts(256, 128, tiled.overlap, 16)
-    assert len(starts) == 3
-    seams = [(a + 128 + b) // 2 for a, b in pairwise(starts)]
-    dist = np.min([np.abs(np.arange(256) - s) for s in seams], 0)
-    border = (dist < 6)[:, None] | (dist < 6)[None, :]
-    interior = (dist >= 16)[:, None] & (dist >= 16)[None, :]
-    def psnr(out, gt, region):
-        return 10 * np.log10(1 / ((out - gt) ** 2).mean(-1)[region].mean())
-
+    teacher.config = teacher.config.model_copy(update={"sampler": teacher.config.sampler.model_copy(
+        update={"kind": "ddpm"})})
+    tiled, whole = (Restorer.load(make_bundle(teacher, tmp_path / f"t{t}", tile=t, overlap=32, steps=4),
+                                  backend="ort-cpu") for t in (128, 256))
+    v = tiled.variant  # seams where its tiles actually meet: the middle of each overlap
+    seams = [j * (v.tile - v.overlap) - v.overlap / 2 for j in range(1, layout.count(192, v.tile, v.overlap))]
+    band = np.min([np.abs(np.arange(192) + 0.5 - s) for s in seams], 0) < max(v.overlap / 2, 6)
+    bands = band[:, None] | band[None, :]
     images = dict(builtin_images("heldout"))
-    for gt in (images["chelsea"][:256, 100:356], images["rocket"][100:356, 100:356]):
-        low = teacher.task.degrade(gt, np.random.default_rng(0)).image
-        a, b = whole.restore_rgb(low, seed=0), tiled.restore_rgb(low, seed=0)
-        seam_cost = psnr(a, gt, border) - psnr(b, gt, border)
-        interior_cost = psnr(a, gt, interior) - psnr(b, gt, interior)
-        assert seam_cost <= interior_cost + 0.25, (seam_cost, interior_cost)
+    for gt in (images["chelsea"][:192, 100:292], images["rocket"][100:292, 100:292]):
+        low = (teacher.task.degrade(gt, np.random.default_rng(0)).image * 255 + 0.5).astype(np.uint8)
+        a, b = whole.restore(low, seed=0), tiled.restore(low, seed=0)
+        diff = np.abs(a.astype(float) - b).mean(-1)
+        assert diff.mean() < 2.0, diff.mean()
+        assert diff[bands].mean() < diff[~bands].mean() + 0.5, (diff[bands].mean(), diff[~bands].mean())

@@ -99,18 +99,24 @@ def test_bench_budget_exit_codes(bundle, tmp_path):
              "--plan-out", tmp_path / "plan.json")
     assert ok.exit_code == 0, ok.output
     report = json.loads(ok.stdout)
-    assert {"p50_ms", "p95_ms", "p99_ms", "peak_rss_mb", "backend", "within_budget"} <= set(report)
-    assert report["within_budget"] is True and report["backend"] == "ort-cpu"
+    assert {"p50_ms", "p95_ms", "p99_ms", "graph_ms", "host_ms", "peak_rss_mb", "backend",
+            "within_budget"} <= set(report)
+    assert report["within_budget"] is True and report["backend"] in ("ort-cpu", "ort-cuda", "ort-trt", "tensorrt")
     assert report["p50_ms"] <= report["p95_ms"] <= report["p99_ms"] and report["peak_rss_mb"] > 0
+    assert report["graph_ms"] > 0 and report["host_ms"] >= 0
     plan = json.loads((tmp_path / "plan.json").read_text())
-    assert (plan["variant"], plan["tile"]) == (report["variant"], report["tile"])
+    assert plan["variant"] == report["variant"] and plan["tried"][0]["graph_ms"] > 0
     Image.fromarray(np.full((16, 24, 3), 90, np.uint8)).save(tmp_path / "a.png")
     planned = run("restore", bundle, tmp_path / "a.png", "-o", tmp_path / "out", "--plan", tmp_path / "plan.json")
     assert planned.exit_code == 0, planned.output
     over = run("bench", bundle, "--size", "32x48", "--runs", "2", "--budget-ms", "0.001", "--json")
     assert over.exit_code == 1 and json.loads(over.stdout)["within_budget"] is False
     plain = run("bench", bundle, "--size", "32x48", "--runs", "2")
-    assert plain.exit_code == 0 and "p95" in plain.output
+    assert plain.exit_code == 0 and "p95" in plain.output and "in the graph" in plain.output
+    stream = run("bench", bundle, "--size", "32x48", "--runs", "5", "--stream", "--json")
+    assert stream.exit_code == 0, stream.output
+    streamed = json.loads(stream.stdout)
+    assert streamed["stream"] and streamed["fps"] > 0 and streamed["runs"] == 5
 
 
 @pytest.mark.parametrize("args, message", [
@@ -128,7 +134,7 @@ def test_tampered_bundle_refused_by_the_cli(bundle, tmp_path):
 
     copy = tmp_path / "b"
     shutil.copytree(bundle, copy)
-    with open(copy / "sampler.onnx", "ab") as f:
+    with open(copy / "restore.fp32.onnx", "ab") as f:
         f.write(b"\0")
     result = run("restore", copy, tmp_path, "-o", tmp_path / "out")
     assert result.exit_code == 2 and "does not match its sha256" in result.output

@@ -1,19 +1,20 @@
-"""Bundles for the runtime tests, made from tiny torch restorers (torch is fine here, never in the runtime)
-with the exporter's own graphs (``edgeir.export``), whose sampler graph runs the torch sampler's loop."""
+"""Bundles for the runtime tests, made from tiny torch restorers (torch is fine here, never in the runtime) by
+the exporter itself, and the torch model's own restore of a frame tile by tile, to hold the runtime to."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from edgeir.bundle import Manifest, make_variant, write_bundle
-from edgeir.export.sampler import export_sampler
-from edgeir.export.unet import export_unet
+from edgeir.export.bundle import export_bundle
+from edgeir.graphs.reference import host_restore
+from edgeir.load import save_restorer
 from edgeir.models.config import EdgeUNetSpec, RestorerConfig, SamplerConfig
 from edgeir.models.restorer import RestorerModel
 from edgeir.models.unet import UNetConfig
-from edgeir.tasks import SRTask
+from edgeir.tasks import Degraded, SRTask
 
 
 def tiny_restorer(task=None, steps: int = 2, seed: int = 0) -> RestorerModel:
@@ -30,21 +31,26 @@ def tiny_restorer(task=None, steps: int = 2, seed: int = 0) -> RestorerModel:
     return restorer
 
 
-def make_bundle(restorer: RestorerModel, dest: Path, kinds=("sampler",), tile: int = 32, overlap: int = 8,
-                steps: int | None = None) -> Path:
+def make_bundle(restorer: RestorerModel, dest: Path, tile: int = 32, overlap: int = 8, steps: int | None = None,
+                graph: str = "restore") -> Path:
+    """The exporter's own bundle of ``restorer`` (its checks included), through the model folder format."""
+    folder = dest.parent / f"{dest.name}.model"
+    save_restorer(restorer, folder)
+    export_bundle(str(folder), dest, graph=graph, size=f"{restorer.config.multiple_of}:{tile}:{max(tile, 64)}", steps=steps,
+                  tile=tile, overlap=overlap)
+    return dest
+
+
+def host_reference(restorer: RestorerModel, d: Degraded, noise: np.ndarray, tile: int, overlap: int,
+                   steps: int | None = None) -> np.ndarray:
+    """What a restore graph must compute, with the torch model as its UNet: the host loop, tile by tile."""
+    cond = np.ascontiguousarray(restorer.task.condition(d).transpose(2, 0, 1))
     cfg = restorer.config
-    work = dest.parent / f"{dest.name}.graphs"
-    work.mkdir(parents=True, exist_ok=True)
-    files, variants = {}, []
-    for kind in kinds:
-        graph = f"{kind}.onnx"
-        if kind == "sampler":
-            export_sampler(restorer, work / graph, steps=restorer.steps(steps))
-        else:
-            export_unet(restorer, work / graph)
-        files[graph] = work / graph
-        variants.append(make_variant(kind, graph, kind, cfg.task.cond_channels, restorer.steps(steps),
-                                     cfg.prediction, cfg.sampler.temperature, cfg.residual_scale))
-    manifest = Manifest(task=cfg.task, multiple_of=cfg.multiple_of, min_size=cfg.multiple_of, tile=tile,
-                        overlap=overlap, variants=variants, producer={"by": "tests"})
-    return write_bundle(dest, files, manifest)
+
+    def unet(feeds: dict[str, np.ndarray]) -> np.ndarray:
+        with torch.no_grad():
+            return restorer.denoiser(*(torch.from_numpy(feeds[n]) for n in ("x_t", "t", "condition"))).numpy()
+
+    out = host_restore(unet, cond, noise, restorer.steps(steps), cfg.prediction, cfg.sampler.temperature,
+                       cfg.residual_scale, tile, overlap)
+    return restorer.task.compose(out.transpose(1, 2, 0), d)

@@ -18,6 +18,7 @@ from edgeir.graphs import tensorrt as trt_export
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULE = ROOT / "edgeir" / "graphs" / "tensorrt.py"
+RUNTIME = ROOT / "edgeir" / "runtime" / "trt.py"
 
 
 def has_tensorrt() -> bool:
@@ -72,6 +73,7 @@ def mypy(path: Path, stubs: Path, tmp_path: Path) -> subprocess.CompletedProcess
     # elsewhere (and would only slow this down).
     config.write_text("[mypy]\npython_version = 3.10\n"
                       "[mypy-tensorrt.*,tensorrt_bindings.*]\nignore_errors = True\n"
+                      "[mypy-cuda.*]\nignore_missing_imports = True\n"
                       "[mypy-edgeir.errors]\nfollow_imports = skip\n")
     return subprocess.run([sys.executable, "-m", "mypy", "--config-file", str(config), "--no-incremental",
                            "--cache-dir", str(tmp_path / "cache"), "--follow-imports", "silent", str(path)],
@@ -86,9 +88,19 @@ def stubs(tmp_path_factory) -> Path:
     return repaired_stubs(tmp_path_factory.mktemp("stubs"))
 
 
-def test_builder_type_checks_against_tensorrt_stubs(stubs, tmp_path):
-    result = mypy(MODULE, stubs, tmp_path)
+@pytest.mark.parametrize("module", [MODULE, RUNTIME], ids=["builder", "runtime"])
+def test_every_module_calling_tensorrt_type_checks_against_its_stubs(stubs, tmp_path, module):
+    result = mypy(module, stubs, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_catches_runtime_misuse_of_tensorrt(stubs, tmp_path):
+    broken = RUNTIME.read_text().replace("execute_async_v3(", "execute_async_v4(")
+    assert broken != RUNTIME.read_text()
+    path = tmp_path / "broken_trt.py"
+    path.write_text(broken)
+    result = mypy(path, stubs, tmp_path)
+    assert result.returncode == 1 and "execute_async_v4" in result.stdout
 
 
 def test_mypy_catches_tensorrt_api_misuse(stubs, tmp_path):
@@ -134,37 +146,3 @@ def test_engine_build_with_record_and_reused_timing_cache(tmp_path):
         assert record["shapes"]["x_t"] == {"min": (1, 3, 8, 8), "opt": (1, 3, 16, 16), "max": (2, 3, 32, 32)}
         engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine((tmp_path / name).read_bytes())
         assert engine is not None and engine.num_io_tensors == 4
-
-
-def test_runtime_builds_its_cached_engine_with_the_exporters_builder(tmp_path, monkeypatch):
-    """The runtime's on-device engine cache goes through the exporter's builder: Q/DQ graphs strongly typed,
-    a profile from the bundle's size constraints up to the planned tile, and a second load reuses the file."""
-    from types import SimpleNamespace
-
-    from edgeir.bundle.manifest import make_variant
-    from edgeir.diffusion.schedules import alphas_cumprod
-    from edgeir.diffusion.steps import ddim_steps
-    from edgeir.runtime.backends import Shapes
-    from edgeir.runtime.trt import TrtSession
-
-    calls = []
-
-    def fake_build(graph, shapes, fp16, strongly_typed, workspace_mb, timing_cache, name):
-        calls.append({"graph": graph, "shapes": shapes, "fp16": fp16, "strongly_typed": strongly_typed,
-                          "timing_cache": timing_cache, "name": name})
-        return b"engine"
-
-    monkeypatch.setattr(trt_export, "build_serialized", fake_build)
-    steps = ddim_steps(alphas_cumprod("cosine", 1000), [999, 499])
-    variant = make_variant("unet-int8", "unet.int8.onnx", "unet", 3, steps, precision="int8")
-    session = object.__new__(TrtSession)  # only the cache logic: no GPU here
-    trt = SimpleNamespace(__version__="10.3.0")
-    shapes = Shapes(batch=2, height=256, width=192, multiple_of=16)
-    for _ in range(2):
-        assert session._cached_engine(trt, b"onnx bytes", variant, tmp_path, shapes, "Orin") == b"engine"
-    assert len(calls) == 1 and calls[0]["strongly_typed"] and not calls[0]["fp16"]
-    assert calls[0]["shapes"] == {"x_t": ((1, 3, 16, 16), (2, 3, 256, 192), (2, 3, 256, 192)),
-                                  "t": ((1,), (2,), (2,)),
-                                  "condition": ((1, 3, 16, 16), (2, 3, 256, 192), (2, 3, 256, 192))}
-    assert calls[0]["timing_cache"] == tmp_path / "timing.cache" and calls[0]["name"] == "unet.int8.onnx"
-    assert [p.suffix for p in tmp_path.iterdir()] == [".engine"]

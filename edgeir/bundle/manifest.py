@@ -1,52 +1,68 @@
-"""The bundle manifest: everything besides the graphs that a device needs to run a restorer.
+"""The bundle manifest: everything besides the graphs that a device needs to run a restorer (docs/BUNDLE.md is
+the specification an independent client follows).
 
-A bundle holds one or more *variants* of the same restorer (say an INT8 4-step and an FP16 8-step one), each a
-graph of one of two kinds with a fixed I/O contract:
+A bundle holds one or more *variants* of the same restorer, each a graph of one of three kinds with a fixed I/O
+contract:
 
-* ``sampler``: the whole sampler loop in one graph. Inputs ``condition`` (B, C, H, W) float32 in [-1, 1] at
-  output resolution and ``noise`` (B, 3K, H, W) standard normal, where K = 1 + the number of stochastic steps
-  (K = 1 for DDIM with eta = 0); output ``image`` (B, 3, H, W) in [0, 1].
+* ``restore``: the whole restore of a frame in one graph, what the runtime runs. Inputs ``image`` (1, h, w, 3)
+  NHWC at input resolution, uint8 or float32 in [0, 1] (``pixels``) -- inpainting takes ``condition`` (1, H,
+  W, 4) float32 in [-1, 1] instead, its hole fill made on the host; ``noise`` (1, 3K, H, W) float32 standard
+  normal at output resolution, where K = 1 + the number of stochastic steps; ``rows`` (tiles_y, tile) and
+  ``cols`` (tiles_x, tile) int64, the tile index maps of ``edgeir.graphs.layout``. Output ``restored`` (1, H,
+  W, 3) NHWC, ``pixels`` again. ``tile`` and ``overlap`` are baked in.
+* ``sampler``: the sampler loop alone. Inputs ``condition`` (B, C, H, W) in [-1, 1] and ``noise`` (B, 3K, H,
+  W); output ``image`` (B, 3, H, W) in [0, 1].
 * ``unet``: one network evaluation. Inputs ``x_t`` (B, 3, H, W), ``t`` (B,) float32 training timestep,
-  ``condition``; output ``prediction`` (``eps``, ``v`` or ``x0``). The runtime runs the step loop in numpy
-  from the step coefficients recorded here (``edgeir.diffusion``), exactly as the torch sampler does.
+  ``condition``; output ``prediction`` (``eps``, ``v`` or ``x0``), driven by the step coefficients recorded
+  here (``edgeir.diffusion``). Restore graphs are composed from it, on any machine, without torch.
 
-H and W must be multiples of ``multiple_of``. Validated with pydantic, like every other config in edgeir:
-``edgeir.tasks`` (which the runtime needs to rebuild conditions exactly as training did) is pydantic already.
+Sampler and UNet inputs' H and W must be multiples of ``multiple_of``. Validated with pydantic, like every other
+config in edgeir; every number must be finite and in its range, since a NaN coefficient gives a black image.
 """
 
 from __future__ import annotations
 
+import math
 from itertools import pairwise
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from edgeir.diffusion.steps import Prediction, Step
+from edgeir.diffusion.steps import Prediction, Step, noise_channels
+from edgeir.graphs.layout import check as check_layout
 from edgeir.tasks import TaskConfig
 
-FORMAT = "edgeir.bundle/1"
-GraphKind = Literal["sampler", "unet"]
+FORMAT = "edgeir.bundle/2"
+GraphKind = Literal["restore", "sampler", "unet"]
 Precision = Literal["fp32", "fp16", "int8"]
+Pixels = Literal["uint8", "float32"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class TensorSpec(_Strict):
     name: str
-    layout: str  # "NCHW" for images, "N" for the timestep
+    layout: Literal["NCHW", "NHWC", "N", "tiles"]  # "tiles": (tiles along an axis, tile) index maps
     channels: int | None = None
+    dtype: Literal["float32", "uint8", "int64"] = "float32"
     range: tuple[float, float] | None = None  # None: unbounded (noise, network predictions)
 
 
-def io_specs(kind: GraphKind, cond_channels: int, noise_channels: int = 3
+def io_specs(kind: GraphKind, task: str, cond_channels: int, noise: int, pixels: Pixels | None = None
              ) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """The fixed inputs and outputs of a graph of ``kind`` (see the module docstring)."""
     cond = TensorSpec(name="condition", layout="NCHW", channels=cond_channels, range=(-1.0, 1.0))
+    noise_spec = TensorSpec(name="noise", layout="NCHW", channels=noise)
+    if kind == "restore":
+        px = {"dtype": pixels, "range": (0.0, 255.0) if pixels == "uint8" else (0.0, 1.0)}
+        first = (cond.model_copy(update={"layout": "NHWC"}) if task == "inpaint" else
+                 TensorSpec(name="image", layout="NHWC", channels=3, **px))
+        maps = [TensorSpec(name=n, layout="tiles", dtype="int64") for n in ("rows", "cols")]
+        return [first, noise_spec, *maps], [TensorSpec(name="restored", layout="NHWC", channels=3, **px)]
     if kind == "sampler":
-        return ([cond, TensorSpec(name="noise", layout="NCHW", channels=noise_channels)],
-                [TensorSpec(name="image", layout="NCHW", channels=3, range=(0.0, 1.0))])
+        return ([cond, noise_spec], [TensorSpec(name="image", layout="NCHW", channels=3, range=(0.0, 1.0))])
     return ([TensorSpec(name="x_t", layout="NCHW", channels=3), TensorSpec(name="t", layout="N"), cond],
             [TensorSpec(name="prediction", layout="NCHW", channels=3)])
 
@@ -59,44 +75,59 @@ class Variant(_Strict):
     precision: Precision = "fp32"
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
-    # The sampler: a sampler graph has these baked in; a unet graph is driven by them.
-    steps: list[Step] = Field(min_length=1)
+    # The sampler: sampler and restore graphs have these baked in; a unet graph is driven by them.
+    steps: list[Step] = Field(min_length=1, max_length=1000)
     prediction: Prediction = "x0"
-    temperature: float = Field(1.0, gt=0)
-    residual_scale: float = Field(1.0, gt=0)
+    temperature: float = Field(1.0, gt=0, le=2)
+    residual_scale: float = Field(1.0, gt=0, le=1000)
+    # Restore graphs: their tiling (edgeir.graphs.layout) and pixel type, baked in.
+    tile: int | None = Field(None, ge=1, le=4096)
+    overlap: int | None = Field(None, ge=0)
+    pixels: Pixels | None = None
 
     @property
     def noise_channels(self) -> int:
-        """Initial noise plus fresh noise for each stochastic step, drawn once per image (see tiling)."""
-        return 3 * (1 + sum(s.sigma > 0 for s in self.steps))
+        """Initial noise plus fresh noise for each stochastic step, drawn once per frame."""
+        return noise_channels(self.steps)
 
     @property
     def cond_channels(self) -> int:
-        return next((s.channels or 0 for s in self.inputs if s.name == "condition"), 0)
+        return next((s.channels or 0 for s in self.inputs if s.name == "condition"), 3)
 
     @model_validator(mode="after")
     def _check(self) -> Variant:
-        expected = io_specs(self.kind, self.cond_channels, self.noise_channels)
-        if (self.inputs, self.outputs) != expected:
-            def show(specs):
-                return ", ".join(f"{s.name}[{s.channels or '-'}]" for s in specs)
-
-            raise ValueError(f"a {self.kind} graph must map {show(expected[0])} -> {show(expected[1])}, "
-                             f"not {show(self.inputs)} -> {show(self.outputs)}")
+        for s in self.steps:
+            numbers = (s.sqrt_ab, s.sqrt_1mab, s.c_x, s.c_x0, s.sigma)
+            if not all(math.isfinite(v) for v in numbers) or s.t < 0 or not (0 <= s.sqrt_ab <= 1 and
+                                                                          0 <= s.sqrt_1mab <= 1 and s.sigma >= 0):
+                raise ValueError(f"step at t={s.t} has coefficients out of range: {numbers}")
         ts = [s.t for s in self.steps]
         if any(b >= a for a, b in pairwise(ts)):
             raise ValueError(f"step timesteps must be strictly descending, got {ts}")
+        given = [v is not None for v in (self.tile, self.overlap, self.pixels)]
+        if (self.kind == "restore" and not all(given)) or (self.kind != "restore" and any(given)):
+            raise ValueError("tile, overlap and pixels are set for restore graphs, and only for them")
         return self
+
+    def check_io(self, task: str) -> None:
+        """Its inputs and outputs are the fixed ones of its kind."""
+        expected = io_specs(self.kind, task, self.cond_channels, self.noise_channels, self.pixels)
+        if (self.inputs, self.outputs) != expected:
+            def show(specs):
+                return ", ".join(f"{s.name}[{s.dtype} {s.channels or '-'}]" for s in specs)
+
+            raise ValueError(f"variant {self.name}: a {self.kind} graph must map {show(expected[0])} -> "
+                             f"{show(expected[1])}, not {show(self.inputs)} -> {show(self.outputs)}")
 
 
 class Manifest(_Strict):
-    format: Literal["edgeir.bundle/1"] = FORMAT
+    format: Literal["edgeir.bundle/1", "edgeir.bundle/2"] = FORMAT
     task: TaskConfig
-    multiple_of: int = Field(ge=1)  # graph inputs' H and W must be multiples of this
+    multiple_of: int = Field(ge=1, le=1024)  # graph inputs' H and W must be multiples of this
     min_size: int = Field(ge=1)  # smallest output side the runtime accepts
-    tile: int = Field(ge=1)  # recommended output tile side (a multiple of multiple_of)
+    tile: int = Field(ge=1, le=4096)  # recommended output tile side (a multiple of multiple_of)
     overlap: int = Field(ge=0)  # recommended overlap between neighbouring tiles, in output pixels
-    variants: list[Variant] = Field(min_length=1)  # first = best quality; budget planning walks the list
+    variants: list[Variant] = Field(min_length=1, max_length=64)  # first = best quality; planning walks them
     producer: dict[str, Any] = Field(default_factory=dict)  # edgeir version, command, source model, ...
     files: dict[str, str] = Field(default_factory=dict)  # bundle-relative path -> sha256 (hex), filled by
     # write_bundle
@@ -111,26 +142,28 @@ class Manifest(_Strict):
         if len(set(names)) != len(names):
             raise ValueError(f"variant names must be unique, got {names}")
         for v in self.variants:
+            v.check_io(self.task.name)
             if v.cond_channels != self.task.cond_channels:
                 raise ValueError(f"variant {v.name}: condition channels differ from the task's "
                                  f"{self.task.cond_channels}")
+            if v.kind == "restore":
+                check_layout(v.tile, v.overlap, self.multiple_of)  # type: ignore[arg-type]
         return self
 
     def variant(self, name: str | None = None) -> Variant:
-        if name is None:
-            return self.variants[0]
+        """The named variant, or the first the runtime can run."""
         for v in self.variants:
-            if v.name == name:
+            if v.name == name or (name is None and v.kind == "restore"):
                 return v
         raise KeyError(name)
 
 
-def make_variant(name: str, graph: str, kind: GraphKind, cond_channels: int, steps: list[Step],
+def make_variant(name: str, graph: str, kind: GraphKind, task: str, cond_channels: int, steps: list[Step],
                  prediction: Prediction = "x0", temperature: float = 1.0, residual_scale: float = 1.0,
-                 precision: Precision = "fp32", format: Literal["onnx", "tensorrt"] = "onnx") -> Variant:
+                 precision: Precision = "fp32", format: Literal["onnx", "tensorrt"] = "onnx",
+                 tile: int | None = None, overlap: int | None = None, pixels: Pixels | None = None) -> Variant:
     """A variant with the standard I/O of its kind; exporters call this with the restorer's config values."""
-    noise = 3 * (1 + sum(s.sigma > 0 for s in steps))
-    inputs, outputs = io_specs(kind, cond_channels, noise)
+    inputs, outputs = io_specs(kind, task, cond_channels, noise_channels(steps), pixels)
     return Variant(name=name, graph=graph, kind=kind, format=format, precision=precision, inputs=inputs,
                    outputs=outputs, steps=steps, prediction=prediction, temperature=temperature,
-                   residual_scale=residual_scale)
+                   residual_scale=residual_scale, tile=tile, overlap=overlap, pixels=pixels)

@@ -47,11 +47,9 @@ def run_quickstart(out: str | Path, recipe: str | Path = RECIPE, device: str = "
 
     say("3/5 export")
     if not (bundle / "manifest.json").exists():
-        # A quantized stage ships its INT8 denoiser as a unet graph (the runtime runs the step loop);
-        # otherwise the whole sampler loop is one graph.
-        precision, graph = ("int8", "unet") if report["stages"][-1]["kind"] == "quantize" else ("fp32", "sampler")
-        export_bundle(str(final), bundle, precision=precision, graph=graph, size="64:256:512",
-                   command=f"edgeir export {final} -o {bundle} --precision {precision} --graph {graph}")
+        precision = "int8" if report["stages"][-1]["kind"] == "quantize" else "fp32"
+        export_bundle(str(final), bundle, precision=precision, size="64:256:512",
+                      command=f"edgeir export {final} -o {bundle} --precision {precision}")
 
     say("4/5 bench")
     profile = load_profile(device)

@@ -32,9 +32,9 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[dict]]:
     return list(dict.fromkeys(files)), failed
 
 
-def run_restore(bundle: str | Path, inputs: list[str], outdir: Path, tile: int | None = None, seed: int = 0,
+def run_restore(bundle: str | Path, inputs: list[str], outdir: Path, variant: str | None = None, seed: int = 0,
                 backend: str = "auto", plan: Path | None = None) -> dict:
-    restorer = Plan.read(plan).load(bundle) if plan else Restorer.load(bundle, backend, tile=tile)
+    restorer = Plan.read(plan).load(bundle) if plan else Restorer.load(bundle, backend, variant)
     files, failed = expand_inputs(inputs)
     protected = {f.resolve() for f in files}
     restored, taken = [], set()

@@ -66,3 +66,15 @@ def apply_step(step: Step, x_t: T, x0: T, noise: T | None) -> T:
             raise ValueError("a stochastic step (eta > 0) needs noise")
         x = x + step.sigma * noise
     return x
+
+
+def noise_channels(steps: Sequence[Step]) -> int:
+    """Channels of the noise a sampler over ``steps`` consumes: the initial noise, then the fresh noise of each
+    stochastic step in order, 3 each (the exported graphs take it as one input)."""
+    return 3 * (1 + sum(s.sigma > 0 for s in steps))
+
+
+def to_image(residual: T, base: T, residual_scale: float) -> T:
+    """The restored image in [0, 1] from a sampled residual (model space) and the condition's base image (in
+    [-1, 1]). Works on numpy arrays, torch tensors and ``edgeir.graphs.build.Sym`` alike."""
+    return ((base + residual / residual_scale) * 0.5 + 0.5).clip(0, 1)  # type: ignore[operator, attr-defined]

@@ -105,7 +105,7 @@ def export_graph(restorer: RestorerModel, kind: GraphKind, out_dir: str | Path, 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     steps = steps if steps is not None else restorer.steps()
-    raw, final = out_dir / f"{kind}.raw.onnx", out_dir / f"{kind}.onnx"
+    raw, final = out_dir / f"{kind}.raw.onnx", out_dir / f"{kind}.{precision}.onnx"
     if kind == "sampler":
         export_sampler(restorer, raw, opset, steps)
     else:

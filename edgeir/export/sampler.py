@@ -16,16 +16,12 @@ import torch
 from torch import nn
 
 from edgeir.diffusion.sample import sample
-from edgeir.diffusion.steps import Step
+from edgeir.diffusion.steps import Step, noise_channels
 from edgeir.export.unet import onnx_export
 from edgeir.models.restorer import RestorerModel
 
 INPUTS = ("condition", "noise")
 OUTPUT = "image"
-
-
-def noise_channels(steps: list[Step]) -> int:
-    return 3 * (1 + sum(s.sigma > 0 for s in steps))
 
 
 class SamplerGraph(nn.Module):

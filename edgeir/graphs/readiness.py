@@ -66,6 +66,9 @@ def _node_problems(node: onnx.NodeProto, consts: dict[str, np.ndarray]) -> list[
         if (mode not in trt_ops.RESIZE_MODES or transform not in trt_ops.RESIZE_TRANSFORMS
                 or (mode == "nearest" and nearest not in trt_ops.RESIZE_NEAREST)):
             return [f"{where}: resize {mode}/{transform}/{nearest} is not one TensorRT supports"]
+        scales = consts.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        if mode == "cubic" and (scales is None or (scales[:-2] != 1).any()):
+            return [f"{where}: cubic resize needs constant scales on the last two axes only"]
     if node.op_type in QDQ:
         return _qdq_problems(node, consts)
     return []

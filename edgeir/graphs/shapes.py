@@ -99,3 +99,16 @@ def input_shapes(model: onnx.ModelProto, profile: ShapeProfile) -> dict[str, tup
             tuple(getattr(profile[d.dim_param], k) if d.dim_param else d.dim_value for d in dims)
             for k in ("min", "opt", "max"))
     return shapes  # type: ignore[return-value]
+
+
+def frame_profile(scale: int, tile: int, overlap: int, frame: DimRange) -> ShapeProfile:
+    """The named dimensions of a restore graph (``edgeir.graphs.restore``) for output frames whose sides range
+    over ``frame``: input sides, output sides and tile counts."""
+    from edgeir.graphs.layout import count
+
+    def side(f) -> DimRange:
+        return DimRange(min=f(frame.min), opt=f(frame.opt), max=f(frame.max))
+
+    inputs, tiles = side(lambda s: -(-s // scale)), side(lambda s: count(s, tile, overlap))
+    return {"height": frame, "width": frame, "in_height": inputs, "in_width": inputs, "tiles_y": tiles,
+            "tiles_x": tiles}

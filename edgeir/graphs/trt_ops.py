@@ -32,7 +32,9 @@ CONSTANT_AXES = {"Pad": 3, "Slice": 3, "Squeeze": 1, "Unsqueeze": 1, "CumSum": 1
                  **{op: 1 for op in ("ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax",
                                      "ReduceMean", "ReduceMin", "ReduceProd", "ReduceSum", "ReduceSumSquare")}}
 
-RESIZE_MODES = frozenset({"nearest", "linear"})
+# The matrix lists nearest and linear; the parser's Resize importer at the same release also maps "cubic" (with
+# cubic_coeff_a and exclude_outside) onto IResizeLayer's kCUBIC, for the last two axes only.
+RESIZE_MODES = frozenset({"nearest", "linear", "cubic"})
 RESIZE_TRANSFORMS = frozenset({"half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric",
                                "align_corners"})
 RESIZE_NEAREST = frozenset({"floor", "ceil", "round_prefer_floor", "round_prefer_ceil"})

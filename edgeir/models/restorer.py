@@ -12,7 +12,7 @@ from torch import nn
 
 from edgeir.diffusion.sample import sample
 from edgeir.diffusion.schedules import alphas_cumprod
-from edgeir.diffusion.steps import Step, ddim_steps, to_x0
+from edgeir.diffusion.steps import Step, ddim_steps, to_image, to_x0
 from edgeir.models import layer_sizes
 from edgeir.models.config import DiffusersUNetSpec, EdgeUNetSpec, RestorerConfig
 from edgeir.models.denoiser import Denoiser
@@ -77,7 +77,7 @@ class RestorerModel(nn.Module):
 
     def to_image(self, residual: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Image in [0, 1] from the sampled residual and the condition's base image."""
-        return ((cond[:, :3] + residual / self.config.residual_scale) * 0.5 + 0.5).clamp(0, 1)
+        return to_image(residual, cond[:, :3], self.config.residual_scale)
 
     def restore_tensor(self, cond: torch.Tensor, noise: torch.Tensor, steps: list[Step] | None = None,
                        generator: torch.Generator | None = None) -> torch.Tensor:

@@ -1,9 +1,9 @@
-"""Latency on this machine, and the configuration that meets a budget.
+"""Latency on this machine, split into graph time and host time, and the variant that meets a budget.
 
-``time_restores`` times full restores (condition, tiling, graph, blending, compose) of a synthetic input after a
-warm-up. ``plan`` walks the bundle's variants in order (best quality first) and, for each, the candidate tile
-sizes and batch sizes; it takes the first variant whose fastest configuration meets the budget at p95 (else
-the fastest overall, marked as missing it) and records the choice as JSON, which ``Restorer.load`` accepts.
+``time_restores`` times whole restores of a synthetic frame after a warm-up, each split into the time inside
+the graph and the rest (the host's part), and optionally as a stream of same-size frames. ``plan`` walks the
+bundle's restore variants in order (best quality first), takes the first whose p95 meets the budget (else the
+fastest, marked as missing it) and records the choice as JSON, which ``Plan.load`` reopens.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import resource
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,8 +22,6 @@ from edgeir.files import write_atomic
 from edgeir.runtime.restorer import Restorer
 from edgeir.tasks.base import Task
 from edgeir.timing import interleaved_ms
-
-TILES = (128, 192, 256, 384, 512, 768, 1024)
 
 
 def synthetic_input(task: Task, height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -51,11 +50,16 @@ class Timing:
     p50_ms: float
     p95_ms: float
     p99_ms: float
-    graph_ms: float  # median time inside the graph per restore
+    graph_ms: float  # median time inside the graph per frame
+    host_ms: float  # median of the rest: everything the host does for a frame
     runs: int
+    fps: float | None = None  # frames per second of a stream (``stream=True``)
 
 
-def time_restores(restorer: Restorer, height: int, width: int, runs: int = 10, warmup: int = 1) -> Timing:
+def time_restores(restorer: Restorer, height: int, width: int, runs: int = 10, warmup: int = 1,
+                  stream: bool = False) -> Timing:
+    """One frame at a time, or (``stream``) ``runs`` frames through ``Restorer.stream``, per-frame times
+    taken between consecutive results."""
     image = synthetic_input(restorer.task, height, width)
     graphs: list[float] = []
 
@@ -64,10 +68,27 @@ def time_restores(restorer: Restorer, height: int, width: int, runs: int = 10, w
         restorer.restore(image)
         graphs.append(restorer.graph_seconds * 1000)
 
-    totals = interleaved_ms([restore], runs, warmup)[0]
-    graphs = graphs[warmup:]
-    p50, p95, p99 = (float(np.percentile(totals, q)) for q in (50, 95, 99))
-    return Timing(p50, p95, p99, float(np.median(graphs)), runs)
+    if not stream:
+        totals = interleaved_ms([restore], runs, warmup)[0]
+        graph_ms = float(np.median(graphs[warmup:]))
+        return Timing(*_percentiles(totals), graph_ms, float(np.median(totals)) - graph_ms, runs)
+    for _ in range(warmup):
+        restorer.restore(image)
+    restorer.graph_seconds = 0.0
+    start = last = time.perf_counter()
+    totals = []
+    for _ in restorer.stream(image for _ in range(runs)):
+        now = time.perf_counter()
+        totals.append((now - last) * 1000)
+        last = now
+    wall = time.perf_counter() - start
+    graph_ms = restorer.graph_seconds * 1000 / runs
+    return Timing(*_percentiles(totals), graph_ms, wall * 1000 / runs - graph_ms, runs, runs / wall)
+
+
+def _percentiles(ms: list[float]) -> tuple[float, float, float]:
+    p50, p95, p99 = (float(np.percentile(ms, q)) for q in (50, 95, 99))
+    return p50, p95, p99
 
 
 @dataclass
@@ -78,8 +99,6 @@ class Plan:
     budget_ms: float
     backend: str
     variant: str
-    tile: int
-    batch: int
     p95_ms: float
     within_budget: bool
     tried: list[dict] = field(default_factory=list)
@@ -88,7 +107,7 @@ class Plan:
         return write_atomic(path, json.dumps(asdict(self), indent=2))
 
     def load(self, bundle: str | Path) -> Restorer:
-        r = Restorer.load(bundle, self.backend, self.variant, self.tile, self.batch)
+        r = Restorer.load(bundle, self.backend, self.variant)
         if r.bundle.digest != self.digest:
             raise ConfigError(f"this plan was measured on another bundle ({self.bundle}); run edgeir bench again")
         return r
@@ -102,29 +121,22 @@ class Plan:
             raise ConfigError(f"{path}: not a plan written by edgeir bench ({type(e).__name__})") from None
 
 
-def candidate_tiles(multiple_of: int, recommended: int, height: int, width: int) -> list[int]:
-    """Tile sides worth trying: multiples of the network's, up to one tile for the whole image (capped, so
-    memory stays bounded on large images)."""
-    whole = min(max(height, width) + -max(height, width) % multiple_of, TILES[-1])
-    return sorted({t for t in (*TILES, recommended) if t % multiple_of == 0 and t < whole} | {whole})
-
-
 def plan(path: str | Path, height: int, width: int, budget_ms: float, backend: str = "auto", runs: int = 3
          ) -> Plan:
     first = Restorer.load(path, backend)
-    m = first.manifest
     best: Plan | None = None
     tried: list[dict] = []
-    for v in m.variants:
-        for tile in candidate_tiles(m.multiple_of, m.tile, height, width):
-            for batch in (1,) if first.backend == "ort-cpu" else (1, 4):
-                r = Restorer.load(path, first.backend, v.name, tile, batch)
-                t = time_restores(r, height, width, runs)
-                tried.append({"variant": v.name, "tile": tile, "batch": batch, "p95_ms": round(t.p95_ms, 2)})
-                if best is None or t.p95_ms < best.p95_ms:
-                    best = Plan(str(path), first.bundle.digest, (height, width), budget_ms, first.backend,
-                                v.name, tile, batch, t.p95_ms, t.p95_ms <= budget_ms)
-        if best is not None and best.within_budget:
+    for v in first.manifest.variants:
+        if v.kind != "restore" or v.pixels != "uint8":
+            continue
+        r = first if v == first.variant else Restorer.load(path, first.backend, v.name)
+        t = time_restores(r, height, width, runs)
+        tried.append({"variant": v.name, "tile": v.tile, "p95_ms": round(t.p95_ms, 2),
+                      "graph_ms": round(t.graph_ms, 2), "host_ms": round(t.host_ms, 2)})
+        if best is None or t.p95_ms < best.p95_ms:
+            best = Plan(str(path), first.bundle.digest, (height, width), budget_ms, first.backend, v.name, t.p95_ms,
+                        t.p95_ms <= budget_ms)
+        if best.within_budget:
             break
     assert best is not None
     best.tried = tried

@@ -1,14 +1,24 @@
-"""The device-side restorer: ``Restorer.load(bundle)`` then ``restore(image)``.
+"""The device-side restorer: ``Restorer.load(bundle)``, then ``restore(image)`` or ``stream(frames)``.
 
-The condition is built by ``edgeir.tasks`` exactly as in training, the noise is one field per image drawn from
-``numpy.random.default_rng(seed)``, tiles run through the bundle's graph, and the task composes the result
-(inpainting keeps the known pixels). A ``unet`` variant runs the sampler loop of ``edgeir.diffusion`` in numpy:
-the same loop and step maths the torch sampler runs.
+The host does as little as it can: each frame goes to the bundle's restore graph as it is (8-bit RGB as
+uint8, NHWC) and comes back as pixels; condition, tiling, the sampler loop, blending and rounding all run in
+the graph, on the device. What a frame size needs besides its pixels -- the noise field for the seed and the
+tile index maps -- is made once and reused, so a stream of same-size frames makes it once (and a video's still
+regions stay still: every frame starts from the same noise). Only inpainting builds its condition on the host,
+since its hole fill is a sparse solve (``edgeir.tasks.fill``).
+
+Frames over ``max_call_pixels`` are restored in horizontal bands, each with a tile's worth of context above and
+below and aligned to the tile grid: a band's kept rows come from the very tiles the whole frame would have used,
+fed the very same condition and noise, so bands join without a seam while memory stays bounded.
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,111 +26,214 @@ import numpy as np
 from edgeir.bundle.io import Bundle, load_bundle
 from edgeir.bundle.manifest import Variant
 from edgeir.data.images import MAX_PIXELS, Picture, from_array, to_array
-from edgeir.diffusion.sample import sample
-from edgeir.diffusion.steps import to_x0
 from edgeir.errors import ConfigError, ImageError
-from edgeir.runtime.backends import Shapes, cache_root, open_backend
-from edgeir.runtime.tiling import noise_field, restore_tiled
+from edgeir.graphs import layout
+from edgeir.runtime.backends import STATIC, Session, cache_root, open_backend
 from edgeir.tasks import Degraded
 from edgeir.tasks.base import resize
 
-GPU_BATCH = 4  # tiles per graph call on GPU backends; CPU backends gain nothing from batching
+MAX_CALL_PIXELS = 2_100_000  # output pixels per graph call: a 1920x1080 frame is one call
+PLANS = 2  # frame sizes whose noise and index maps are kept
+
+
+@dataclass
+class Band:
+    """One graph call: input rows ``src`` (at input resolution) in, output rows ``keep`` of its result kept as
+    frame rows ``dest``; with its noise and index maps, made once per frame size and seed."""
+
+    src: slice
+    keep: slice
+    dest: slice
+    static: dict[str, np.ndarray]
 
 
 class Restorer:
-    def __init__(self, bundle: Bundle, variant: Variant, session, backend: str, notes: list[str], tile: int,
-                 batch: int):
+    def __init__(self, bundle: Bundle, variant: Variant, session: Session, backend: str, notes: list[str],
+                 max_call_pixels: int, open_variant):
         self.bundle, self.variant, self.session = bundle, variant, session
         self.manifest = bundle.manifest
         self.backend, self.notes = backend, notes
-        self.tile, self.batch = tile, batch
-        self.overlap = min(self.manifest.overlap, tile // 4)
-        self.graph_seconds = 0.0  # time spent inside the graph, for measuring the runtime's own overhead
+        self.max_call_pixels = max_call_pixels
+        self._open = open_variant
+        self._float: tuple[Variant, Session] | None = None
+        self._plans: OrderedDict[tuple, list[Band]] = OrderedDict()
+        self.graph_seconds = 0.0  # time inside the graph, so callers can tell host time from device time
 
     @classmethod
-    def load(cls, path: str | Path, backend: str = "auto", variant: str | None = None, tile: int | None = None,
-             batch: int | None = None, threads: int | None = None) -> Restorer:
-        """``backend``: auto, tensorrt, ort-trt, ort-cuda or ort-cpu. ``variant``/``tile``/``batch`` default to
-        the bundle's first variant and recommended tile (``edgeir bench --budget-ms`` finds better ones).
-        ``threads``: onnxruntime's intra-op threads (default: one per core)."""
+    def load(cls, path: str | Path, backend: str = "auto", variant: str | None = None, threads: int | None = None,
+             max_call_pixels: int = MAX_CALL_PIXELS, workspace_mb: int = 1024) -> Restorer:
+        """``backend``: auto, tensorrt, ort-trt, ort-cuda or ort-cpu. ``variant``: default the bundle's first
+        restore graph. ``threads``: onnxruntime's intra-op threads (default: one per core).
+        ``max_call_pixels``: larger frames go in bands. ``workspace_mb``: TensorRT's builder workspace."""
         bundle = load_bundle(path)
         m = bundle.manifest
         try:
             v = m.variant(variant)
         except KeyError:
+            if variant is None:
+                raise ConfigError(f"{path}: has no restore graph (made by an older edgeir); compose one with "
+                                  f"edgeir export {path} -o NEW_BUNDLE") from None
             raise ConfigError(f"{path}: no variant {variant!r} (it has {', '.join(x.name for x in m.variants)})"
                               ) from None
-        tile = tile or m.tile
-        if tile % m.multiple_of or tile < m.min_size:
-            raise ConfigError(f"tile {tile} must be a multiple of {m.multiple_of} and at least {m.min_size}")
-        shapes = Shapes(batch or GPU_BATCH, tile, tile, m.multiple_of)
+        if v.kind != "restore":
+            raise ConfigError(f"variant {v.name} is a {v.kind} graph; the runtime runs restore graphs")
         cache = cache_root() / "engines" / bundle.digest
-        session, used, notes = open_backend(backend, bundle.files[v.graph], v, cache, shapes, threads)
-        return cls(bundle, v, session, used, notes, tile, batch or (1 if used == "ort-cpu" else GPU_BATCH))
+
+        def open_variant(chosen: Variant, name: str = backend) -> tuple[Session, str, list[str]]:
+            return open_backend(name, bundle.files[chosen.graph], chosen, cache, threads, workspace_mb)
+
+        session, used, notes = open_variant(v)
+        return cls(bundle, v, session, used, notes, max_call_pixels, open_variant)
 
     @property
     def task(self):
         return self.manifest.task
 
     def describe(self) -> dict:
-        return {"backend": self.backend, "variant": self.variant.name, "precision": self.variant.precision,
-                "steps": len(self.variant.steps), "tile": self.tile, "overlap": self.overlap,
-                "batch": self.batch}
+        v = self.variant
+        return {"backend": self.backend, "variant": v.name, "precision": v.precision, "steps": len(v.steps),
+                "tile": v.tile, "overlap": v.overlap, "pixels": v.pixels}
+
+    # ---- whole images -------------------------------------------------------------------------------------
 
     def restore(self, image: np.ndarray, seed: int = 0, mask: np.ndarray | None = None) -> np.ndarray:
         """uint8 or uint16 HxW or HxWxC (grey, grey+alpha, RGB, RGBA) -> the same dtype and channels at
-        output resolution. Inpainting: ``mask`` (HxW bool, True = missing) or transparent pixels."""
+        output resolution. Inpainting: ``mask`` (HxW bool, True = missing) or transparent pixels. 8-bit RGB
+        goes to the graph as it is."""
+        if (image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3 and self.task.name != "inpaint"
+                and self.variant.pixels == "uint8"):
+            self._check_size(*image.shape[:2])
+            return self._frame(image, seed)
         return to_array(self.restore_picture(from_array(image), seed, mask))
 
     def restore_picture(self, pic: Picture, seed: int = 0, mask: np.ndarray | None = None) -> Picture:
         """Alpha is not restored: super-resolution upsamples it (bicubic), other tasks pass it through, and
-        inpainting reads holes from it when no mask is given (the filled output is then opaque)."""
+        inpainting reads holes from it when no mask is given (the filled output is then opaque). 16-bit
+        pictures go through the bundle's float32 restore graph, so no precision is lost on the way."""
         alpha = pic.alpha
+        h, w = pic.rgb.shape[:2]
+        self._check_size(h, w)
         if self.task.name == "inpaint" and mask is None:
             if alpha is None:
                 raise ImageError("inpainting needs a mask: mark the holes as transparent pixels (alpha = 0)")
             mask, alpha = alpha < 0.5, None
         elif alpha is not None and self.task.scale > 1:
-            h, w = alpha.shape
-            alpha = np.clip(resize(alpha[..., None], (h * self.task.scale, w * self.task.scale))[..., 0], 0, 1)
-        return Picture(self.restore_rgb(pic.rgb, seed, mask), alpha, pic.bit_depth, pic.gray)
+            s = self.task.scale
+            alpha = np.clip(resize(alpha[..., None], (h * s, w * s))[..., 0], 0, 1)
+        if mask is not None and mask.shape != (h, w):
+            raise ImageError(f"the mask is {mask.shape[1]}x{mask.shape[0]} but the image is {w}x{h}")
+        variant, session = self._for_depth(pic.bit_depth)
+        if self.task.name == "inpaint":
+            d = Degraded(pic.rgb, None if mask is None else mask.astype(bool))
+            frame = np.ascontiguousarray(self.task.condition(d), dtype=np.float32)
+        elif variant.pixels == "uint8":  # 8-bit values, exactly as they were read
+            frame = (pic.rgb * 255 + 0.5).astype(np.uint8)
+        else:
+            frame = np.ascontiguousarray(pic.rgb, dtype=np.float32)
+        out = self._frame(frame, seed, variant, session)
+        rgb = out.astype(np.float32) / np.float32(255) if out.dtype == np.uint8 else out
+        return Picture(rgb, alpha, pic.bit_depth, pic.gray)
 
-    def restore_rgb(self, rgb: np.ndarray, seed: int = 0, mask: np.ndarray | None = None) -> np.ndarray:
-        """HxWx3 float32 in [0, 1] -> restored HxWx3 float32 in [0, 1] at output resolution."""
-        h, w = rgb.shape[:2]
+    def _check_size(self, h: int, w: int) -> None:
         s = self.task.scale
+        if not h or not w:
+            raise ImageError("image has zero size")
         if min(h, w) * s < self.manifest.min_size:
             raise ImageError(f"{w}x{h} is too small: outputs must be at least {self.manifest.min_size} pixels "
                              "on each side")
         if h * w * s * s > MAX_PIXELS:
             raise ImageError(f"{w}x{h} would give a {w * s}x{h * s} output, over the {MAX_PIXELS:,}-pixel limit")
-        if mask is not None and mask.shape != (h, w):
-            raise ImageError(f"the mask is {mask.shape[1]}x{mask.shape[0]} but the image is {w}x{h}")
-        d = Degraded(rgb.astype(np.float32), None if mask is None else mask.astype(bool))
-        cond = np.ascontiguousarray(self.task.condition(d).transpose(2, 0, 1))
-        noise = noise_field(seed, self.variant.noise_channels, *cond.shape[1:])
-        out = restore_tiled(self._run_tiles, cond, noise, self.tile, self.overlap, self.manifest.multiple_of,
-                            self.batch)
-        return self.task.compose(out.transpose(1, 2, 0), d)
 
-    def _graph(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    def _for_depth(self, bit_depth: int) -> tuple[Variant, Session]:
+        """The graph for pictures of ``bit_depth``: 16-bit ones need float32 pixels in and out."""
+        if bit_depth == 8 or self.variant.pixels == "float32":
+            return self.variant, self.session
+        if self._float is None:
+            v = self.variant
+            twin = next((x for x in self.manifest.variants if x.kind == "restore" and x.pixels == "float32"
+                         and (x.tile, x.overlap, x.precision, x.steps) == (v.tile, v.overlap, v.precision, v.steps)),
+                        None)
+            if twin is None:
+                raise ImageError(f"16-bit images need a float32 restore graph, which {self.bundle.path} lacks")
+            self._float = (twin, self._open(twin, self.backend)[0])
+        return self._float
+
+    # ---- frames -------------------------------------------------------------------------------------------
+
+    def stream(self, frames: Iterable[np.ndarray], seed: int = 0) -> Iterator[np.ndarray]:
+        """Restore a sequence of frames (HxWx3 uint8, or what ``restore`` takes), yielding each result in turn.
+        While the graph runs on frame N, the caller's iteration makes frame N+1 (decoding it, say) and handles
+        result N-1 (encoding it): the host and the device work at the same time. Frames of one size share one
+        noise field and one set of index maps, made for the first of them."""
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = None
+            for frame in frames:
+                future = pool.submit(self.restore, frame, seed)
+                if pending is not None:
+                    yield pending.result()
+                pending = future
+            if pending is not None:
+                yield pending.result()
+
+    def _frame(self, frame: np.ndarray, seed: int, variant: Variant | None = None,
+               session: Session | None = None) -> np.ndarray:
+        """One frame's pixels (HxWxC at input resolution; inpainting's condition at output resolution) ->
+        the HxWx3 output pixels, through the restore graph, in bands if it is large."""
+        variant, session = variant or self.variant, session or self.session
+        s = 1 if self.task.name == "inpaint" else self.task.scale
+        h, w = frame.shape[0] * s, frame.shape[1] * s
+        bands = self._plan(h, w, seed, variant)
+        first = "condition" if self.task.name == "inpaint" else "image"
+        if len(bands) == 1:
+            return self._graph(session, {first: frame[None], **bands[0].static})[0]
+        out = np.empty((h, w, 3), np.dtype(variant.pixels))
+        for band in bands:
+            part = np.ascontiguousarray(frame[band.src])[None]
+            out[band.dest] = self._graph(session, {first: part, **band.static})[0, band.keep]
+        return out
+
+    def _graph(self, session: Session, feeds: dict[str, np.ndarray]) -> np.ndarray:
         start = time.perf_counter()
-        out = self.session.run(feeds)
+        out = session.run(feeds, STATIC)
         self.graph_seconds += time.perf_counter() - start
         return out
 
-    def _run_tiles(self, cond: np.ndarray, noise: np.ndarray) -> np.ndarray:
-        v = self.variant
-        if v.kind == "sampler":
-            return self._graph({"condition": cond, "noise": noise})
-        t = np.empty(cond.shape[0], np.float32)
-        fresh = iter([noise[:, i:i + 3] for i in range(3, noise.shape[1], 3)])  # one slice per stochastic step
+    def _plan(self, h: int, w: int, seed: int, variant: Variant) -> list[Band]:
+        """The bands of an ``h`` x ``w`` output frame, with their noise and index maps: made at the first frame
+        of a size and seed, then reused."""
+        key = (h, w, seed, variant.tile, variant.overlap, variant.noise_channels)
+        if key in self._plans:
+            self._plans.move_to_end(key)
+            return self._plans[key]
+        tile, overlap = variant.tile, variant.overlap
+        assert tile is not None and overlap is not None
+        noise = np.random.default_rng(seed).standard_normal((1, variant.noise_channels, h, w), dtype=np.float32)
+        cols = layout.positions(w, tile, overlap)
+        s = 1 if self.task.name == "inpaint" else self.task.scale
+        bands = []
+        for top, bottom, keep_top, keep_bottom in _bands(h, w, tile, overlap, s, self.max_call_pixels):
+            static = {"noise": np.ascontiguousarray(noise[:, :, top:bottom]),
+                      "rows": layout.positions(bottom - top, tile, overlap), "cols": cols}
+            bands.append(Band(slice(top // s, bottom // s), slice(keep_top - top, keep_bottom - top),
+                              slice(keep_top, keep_bottom), static))
+        self._plans[key] = bands
+        if len(self._plans) > PLANS:
+            self._plans.popitem(last=False)
+        return bands
 
-        def x0(x_t: np.ndarray, step) -> np.ndarray:
-            t.fill(step.t)
-            pred = self._graph({"x_t": x_t, "t": t, "condition": cond})
-            return to_x0(pred, x_t, step.sqrt_ab, step.sqrt_1mab, v.prediction)
 
-        residual = sample(x0, noise[:, :3] * np.float32(v.temperature), v.steps, lambda like: next(fresh))
-        # Restorer.to_image in numpy: the residual is added to the condition's base image
-        return np.clip((cond[:, :3] + residual / np.float32(v.residual_scale)) * 0.5 + 0.5, 0, 1)
+def _bands(h: int, w: int, tile: int, overlap: int, scale: int, max_pixels: int
+           ) -> list[tuple[int, int, int, int]]:
+    """(top, bottom, keep_top, keep_bottom) output rows of each graph call. A band reaches ``tile`` plus a few
+    rows (the condition's bicubic support) beyond the rows it keeps, rounded out to the tile grid, so the tiles
+    behind every kept row see exactly what they would in the whole frame."""
+    stride = tile - overlap
+    if h * w <= max_pixels or stride % scale:
+        return [(0, h, 0, h)]
+    context = -(-(tile + 3 * scale) // stride) * stride
+    rows = max(stride, (max_pixels // w - 2 * context) // stride * stride)
+    out = []
+    for keep_top in range(0, h, rows):
+        keep_bottom = min(h, keep_top + rows)
+        out.append((max(0, keep_top - context), min(h, keep_bottom + context), keep_top, keep_bottom))
+    return out

@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 from pydantic import Field
 
 from edgeir.tasks.base import Degraded, Task
-from edgeir.tasks.fill import biharmonic_fill, pyramid_fill
+from edgeir.tasks.fill import biharmonic_fill, near_holes, pyramid_fill
 
 FILLS = {"pyramid": pyramid_fill, "biharmonic": biharmonic_fill}
 
@@ -65,8 +65,12 @@ class InpaintTask(Task):
 
     def condition(self, d: Degraded) -> np.ndarray:
         mask = d.mask if d.mask is not None else np.zeros(d.image.shape[:2], bool)
-        filled = FILLS[self.fill](d.image, mask)
-        return np.concatenate([filled, mask[..., None]], axis=-1).astype(np.float32) * 2 - 1
+        cond = np.empty(mask.shape + (4,), np.float32)  # built in place: the runtime does this per frame
+        cond[..., :3] = near_holes(FILLS[self.fill], d.image, mask)
+        cond[..., 3] = mask
+        cond *= 2
+        cond -= 1
+        return cond
 
     def loss_weight(self, cond):
         """Known pixels are pasted back into the output, so training spends its effort on the holes."""

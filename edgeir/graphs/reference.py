@@ -1,0 +1,36 @@
+"""A frame restored on the host around a UNet graph: the tiles cut, the sampler loop run and the tiles blended
+in numpy, one UNet call per step (what edgeir's runtime did before the restore graph took all of it in).
+
+It computes what the restore graph computes, by other means, so it is what the exporter checks restore graphs
+against and what ``tools/bench_runtime.py`` times as the host-side path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from edgeir.diffusion.sample import sample
+from edgeir.diffusion.steps import Prediction, Step, to_image, to_x0
+from edgeir.graphs import layout
+
+UNet = Callable[[dict[str, np.ndarray]], np.ndarray]  # {"x_t", "t", "condition"} -> prediction
+
+
+def host_restore(unet: UNet, cond: np.ndarray, noise: np.ndarray, steps: Sequence[Step], prediction: Prediction,
+                 temperature: float, residual_scale: float, tile: int, overlap: int) -> np.ndarray:
+    """(C, H, W) condition in [-1, 1] and (K, H, W) noise -> the (3, H, W) image in [0, 1], before the task's
+    composition (inpainting keeps its known pixels) and rounding to pixels."""
+    _, h, w = cond.shape
+    rows, cols = layout.positions(h, tile, overlap), layout.positions(w, tile, overlap)
+    c, z = layout.split(cond, rows, cols), layout.split(noise, rows, cols)
+    fresh = iter([z[:, i:i + 3] for i in range(3, z.shape[1], 3)])
+    t = np.empty(len(c), np.float32)
+
+    def x0(x_t: np.ndarray, step: Step) -> np.ndarray:
+        t.fill(step.t)
+        return to_x0(unet({"x_t": x_t, "t": t, "condition": c}), x_t, step.sqrt_ab, step.sqrt_1mab, prediction)
+
+    residual = sample(x0, z[:, :3] * np.float32(temperature), list(steps), lambda like: next(fresh))
+    return layout.blend(to_image(residual, c[:, :3], residual_scale), len(rows), len(cols), h, w, overlap)
