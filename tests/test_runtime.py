@@ -73,7 +73,7 @@ def fake_unet(cond_channels: int, returns: str) -> onnx.ModelProto:
 
 
 @pytest.mark.parametrize("tile, overlap", [(16, 4), (32, 8), (24, 0), (64, 32)])
-@pytest.mark.parametrize("h, w", [(1, 1), (7, 50), (50, 70), (96, 33)])
+@pytest.mark.parametrize("h, w", [(1, 1), (7, 50), (50, 70), (96, 33), (64, 64)])
 def test_frames_of_any_size_blend_back_exactly(tile, overlap, h, w):
     """Through a restore graph whose network returns its input, a frame comes back as it went in (its base
     image, or its noise), so every pixel's weights sum to one, every tile reads its own place in the one noise
@@ -82,17 +82,20 @@ def test_frames_of_any_size_blend_back_exactly(tile, overlap, h, w):
     rng = np.random.default_rng(0)
     image = rng.random((1, h, w, 3), dtype=np.float32)
     noise = rng.standard_normal((1, 3, h, w), dtype=np.float32)
-    rows, cols = layout.positions(h, tile, overlap), layout.positions(w, tile, overlap)
+    maps = layout.maps(h, w, tile, overlap, 4)
     grey = np.full_like(image, 0.5)  # a base image of 0: what comes out is the noise alone
     for returns, frame, expected in (("zero", image, image[0]),
                                      ("x_t", grey, np.clip(noise[0].transpose(1, 2, 0) * 0.5 + 0.5, 0, 1))):
-        graph = restore_graph(fake_unet(3, returns), "deblur", 1, 3, steps, "x0", 1.0, 1.0, tile, overlap,
-                              "float32")
-        feeds = {"image": frame, "noise": noise, "rows": rows, "cols": cols}
+        graph = restore_graph(fake_unet(3, returns), "deblur", 1, 3, steps, "x0", 1.0, 1.0, overlap, "float32")
+        feeds = {"image": frame, "noise": noise, **maps}
         out = open_session(graph.SerializeToString()).run(None, feeds)[0][0]
         np.testing.assert_allclose(out, expected, atol=2e-6)
-    blended = layout.blend(layout.split(noise[0], rows, cols), len(rows), len(cols), h, w, overlap)
+    tiles = layout.split(noise[0], maps["rows"], maps["cols"])
+    blended = layout.blend(tiles, maps["row_weights"], maps["col_weights"], h, w, overlap)
     np.testing.assert_allclose(blended, noise[0], atol=2e-6)
+    if max(h, w) <= tile:  # a frame within one tile costs one tile of its own size
+        assert tiles.shape[0] == 1 and tiles.shape[2:] == (max(-(-h // 4) * 4, 2 * overlap),
+                                                           max(-(-w // 4) * 4, 2 * overlap))
 
 
 def test_the_graphs_bicubic_is_the_training_condition():
@@ -101,10 +104,9 @@ def test_the_graphs_bicubic_is_the_training_condition():
     task = SRTask(scale=4)
     steps = ddim_steps(alphas_cumprod("cosine", 1000), [999])
     image = np.random.default_rng(1).random((1, 13, 21, 3), dtype=np.float32)
-    graph = restore_graph(fake_unet(3, "zero"), "sr", 4, 3, steps, "x0", 1.0, 1.0, 32, 8, "float32")
+    graph = restore_graph(fake_unet(3, "zero"), "sr", 4, 3, steps, "x0", 1.0, 1.0, 8, "float32")
     h, w = 52, 84
-    feeds = {"image": image, "noise": np.zeros((1, 3, h, w), np.float32),
-             "rows": layout.positions(h, 32, 8), "cols": layout.positions(w, 32, 8)}
+    feeds = {"image": image, "noise": np.zeros((1, 3, h, w), np.float32), **layout.maps(h, w, 32, 8, 4)}
     out = open_session(graph.SerializeToString()).run(None, feeds)[0][0]
     expected = np.clip(task.condition(Degraded(image[0])) * 0.5 + 0.5, 0, 1)
     np.testing.assert_allclose(out, expected, atol=1e-6)
@@ -240,7 +242,7 @@ def test_tiles_leave_no_seam(tmp_path):
     tiled, whole = (Restorer.load(make_bundle(teacher, tmp_path / f"t{t}", tile=t, overlap=32, steps=4),
                                   backend="ort-cpu") for t in (128, 256))
     v = tiled.variant  # seams where its tiles actually meet: the middle of each overlap
-    seams = [j * (v.tile - v.overlap) - v.overlap / 2 for j in range(1, layout.count(192, v.tile, v.overlap))]
+    seams = [j * (v.tile - v.overlap) + v.overlap / 2 for j in range(1, layout.span(192, v.tile, v.overlap, 16)[0])]
     band = np.min([np.abs(np.arange(192) + 0.5 - s) for s in seams], 0) < max(v.overlap / 2, 6)
     bands = band[:, None] | band[None, :]
     images = dict(builtin_images("heldout"))

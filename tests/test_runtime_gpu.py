@@ -137,10 +137,10 @@ def test_tensorrt_builds_an_engine_per_frame_size_and_uploads_static_inputs_once
     assert len(builds) == 1 and builds[0]["workspace_mb"] == 512  # the device profile's workspace reaches it
     shapes = builds[0]["shapes"]
     assert shapes["image"] == ((1, 16, 24, 3),) * 3 and shapes["noise"][0] == (1, 3, 32, 48)
-    assert len(cudart.mallocs) == 5  # image, noise, rows, cols, restored: once
+    assert len(cudart.mallocs) == 7  # image, noise, four tiling maps, restored: once
     uploads = [n for kind, n in cudart.copies if kind == "h2d"]
     assert uploads.count(16 * 24 * 3) == 3  # the pixels every frame
-    assert len(uploads) == 3 + 3  # noise and both index maps once
+    assert len(uploads) == 3 + 5  # noise and the tiling maps once
     runtime.restore(np.full((20, 24, 3), 5, np.uint8))  # another size: another engine, larger buffers only
     assert len(builds) == 2
     again = Restorer.load(bundle, backend="tensorrt", workspace_mb=512)  # a new process: the engine is cached
@@ -215,9 +215,9 @@ def test_onnxruntime_cuda_keeps_static_inputs_on_the_device(bundle, monkeypatch)
     runtime = Restorer.load(bundle, backend="ort-cuda")
     outs = list(runtime.stream(frames, seed=2))
     assert all(np.array_equal(o, e) for o, e in zip(outs, expected))
-    assert sorted(FakeOrtValue.uploads) == sorted([(1, 3, 32, 48), layout.positions(32, 32, 8).shape,
-                                                   layout.positions(48, 32, 8).shape])  # once for 4 frames
+    maps = layout.maps(32, 48, 32, 8, 4)
+    assert sorted(FakeOrtValue.uploads) == sorted([(1, 3, 32, 48), *(m.shape for m in maps.values())])  # once
+    static = {"noise": "device", **{k: "device" for k in maps}}
     session = runtime.session.session
-    assert [b.kinds for b in session.bindings] == [
-        {"image": "host", "noise": "device", "rows": "device", "cols": "device"}] * 4
+    assert [b.kinds for b in session.bindings] == [{"image": "host", **static}] * 4
     assert load_bundle(bundle).manifest.variants[0].tile == 32

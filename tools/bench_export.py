@@ -5,7 +5,7 @@ the same restore done three ways:
 * torch eager: ``RestorerModel.restore_tensor`` (the torch sampler);
 * onnxruntime, sampler graph: the whole loop as one graph (``edgeir export --graph sampler``);
 * onnxruntime, UNet graph + Python loop: one graph call per step, the step maths in numpy
-  (``edgeir.diffusion.sample``), as the runtime's unet variants do;
+  (``edgeir.graphs.reference``, the host loop restore graphs are checked against);
 
 plus each graph's size, node count (before and after onnxslim) and max abs difference from torch.
 
@@ -26,12 +26,11 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from edgeir.diffusion.sample import sample
-from edgeir.diffusion.steps import to_x0
 from edgeir.export.graph import export_graph, real_conditions
 from edgeir.export.sampler import export_sampler
 from edgeir.export.unet import export_unet
 from edgeir.graphs.ort import open_session
+from edgeir.graphs.reference import host_restore
 from edgeir.load import load_restorer
 from edgeir.models.restorer import RestorerModel
 from edgeir.timing import median_ms
@@ -44,18 +43,14 @@ def student(steps: int) -> RestorerModel:
     return r
 
 
-def unet_loop(restorer: RestorerModel, sess: ort.InferenceSession, cond: np.ndarray, noise: np.ndarray) -> np.ndarray:
-    """The restore with the UNet graph and the step loop in numpy (the same ``sample``/``to_x0`` maths)."""
+def unet_loop(restorer: RestorerModel, sess, cond: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """The restore with the UNet graph and the step loop on the host (``edgeir.graphs.reference``), one tile
+    covering the image."""
     cfg = restorer.config
-    b = cond.shape[0]
-
-    def x0(x_t: np.ndarray, step) -> np.ndarray:
-        t = np.full((b,), step.t, np.float32)
-        pred = sess.run(None, {"x_t": x_t.astype(np.float32), "t": t, "condition": cond})[0]
-        return to_x0(pred, x_t, step.sqrt_ab, step.sqrt_1mab, cfg.prediction)
-
-    residual = sample(x0, noise * cfg.sampler.temperature, restorer.steps())
-    return np.clip((cond[:, :3] + residual / cfg.residual_scale) * 0.5 + 0.5, 0, 1)
+    size = cond.shape[-1]
+    out = host_restore(lambda feeds: sess.run(None, feeds)[0], cond[0], noise[0], restorer.steps(), cfg.prediction,
+                       cfg.sampler.temperature, cfg.residual_scale, size, 0, cfg.multiple_of)
+    return out[None]
 
 
 def bench(steps: int, size: int, runs: int, threads: int, work: Path) -> dict:

@@ -37,6 +37,7 @@ from edgeir.data.builtin import builtin_images
 from edgeir.errors import QualityGateError
 from edgeir.evaluate import degrade_set
 from edgeir.export.unet import INPUTS, export_unet
+from edgeir.graphs.cpu_int8 import cpu_encoding
 from edgeir.graphs.ort import open_session
 from edgeir.load import load_restorer
 from edgeir.metrics import measure, psnr_y
@@ -89,8 +90,9 @@ def masked_psnr(out: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> float:
     return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
-def quality(path: Path, s: RestorerModel, cases, seed: int, threads: int) -> tuple[dict, list[np.ndarray]]:
-    r = RestorerModel(s.config, net=OnnxNet(path, threads)).eval()
+def quality(path: Path, s: RestorerModel, cases, seed: int, threads: int, encoding: str | None = None
+            ) -> tuple[dict, list[np.ndarray]]:
+    r = RestorerModel(s.config, net=OnnxNet(path, threads, encoding)).eval()
     outs, rows = [], []
     with torch.no_grad():
         for i, (_, gt, d) in enumerate(cases):
@@ -104,9 +106,10 @@ def quality(path: Path, s: RestorerModel, cases, seed: int, threads: int) -> tup
             for k in rows[0]}, outs
 
 
-def latencies(paths: dict[str, Path], channels: int, size: int, runs: int, threads: int) -> dict[str, float]:
+def latencies(paths: dict[str, tuple[Path, str | None]], channels: int, size: int, runs: int, threads: int
+              ) -> dict[str, float]:
     """Median ms of one denoiser call at size x size, timed together (``edgeir.timing``)."""
-    sessions = {k: open_session(p, threads=threads) for k, p in paths.items()}
+    sessions = {k: open_session(p, threads=threads, int8_encoding=enc) for k, (p, enc) in paths.items()}
     rng = np.random.default_rng(0)
     feed = {"x_t": rng.standard_normal((1, 3, size, size), dtype=np.float32), "t": np.array([500.0], np.float32),
             "condition": rng.uniform(-1, 1, (1, channels, size, size)).astype(np.float32)}
@@ -125,11 +128,16 @@ def bench_task(task: str, args, work: Path) -> list[dict]:
     defaults = quantize.QuantizeSettings()
     samples = calibration_set(s, ctx.train_images, defaults.subset_size, defaults.crop, args.seed)
     peer = peer_int8(fp32, samples, work / task / "ort_quantize_static.int8.onnx")
-    paths = {"FP32 ONNX": fp32, "edgeir INT8 (NNCF)": int8, "onnxruntime quantize_static INT8": peer}
+    # The INT8 graphs run in the encoding onnxruntime computes exactly on this CPU (edgeir.graphs.cpu_int8);
+    # edgeir's graph once more in u8u8, the encoding of x86 CPUs without VNNI, timed here on this CPU.
+    paths = {"FP32 ONNX": (fp32, None), f"edgeir INT8 (NNCF), {cpu_encoding()}": (int8, None),
+             "onnxruntime quantize_static INT8": (peer, None)}
+    if cpu_encoding() != "u8u8":
+        paths["edgeir INT8 (NNCF), u8u8"] = (int8, "u8u8")
     lat = latencies(paths, s.task.cond_channels, args.size, args.runs, args.threads)
     rows, ref_outs = [], None
-    for name, path in paths.items():
-        q, outs = quality(path, s, ctx.eval_cases, args.seed, args.threads)
+    for name, (path, encoding) in paths.items():
+        q, outs = quality(path, s, ctx.eval_cases, args.seed, args.threads, encoding)
         ref_outs = ref_outs or outs
         vs_fp32 = float(np.mean([psnr_y(o, r) for o, r in zip(outs, ref_outs)])) if outs is not ref_outs else None
         rows.append({"task": task, "model": name, **q, "psnr_vs_fp32": vs_fp32, "latency_ms": lat[name],
@@ -161,7 +169,7 @@ def table(rows: list[dict]) -> str:
 def goals(rows: list[dict]) -> str:
     out = []
     for task in dict.fromkeys(r["task"] for r in rows):
-        fp, ours, peer = (r for r in rows if r["task"] == task)
+        fp, ours, peer = [r for r in rows if r["task"] == task][:3]
         checks = {
             "PSNR at most 0.2 dB below FP32": fp["psnr"] - ours["psnr"] <= 0.2,
             ">= 95% of FP32 detail": ours["detail_kept"] >= 0.95,
@@ -192,9 +200,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         rows = [r for task in args.tasks for r in bench_task(task, args, work)]
-    print(f"{platform.machine()}, {args.threads} thread(s), torch {torch.__version__}, onnxruntime "
-          f"{ort.__version__}; {args.steps}-step DDIM students; held-out {args.size}x{args.size}; latency: median "
-          f"of {args.runs} interleaved runs of one denoiser call at {args.size}x{args.size}\n")
+    flags = np.__dict__.get("_core", np.core)._multiarray_umath.__cpu_features__  # numpy's own CPU detection
+    shown = ", ".join(f for f in ("AVX2", "AVX512F", "AVX512BW", "AVX512VNNI") if flags.get(f)) or "none of AVX2+"
+    print(f"{platform.machine()} ({shown}); INT8 encoding onnxruntime computes exactly here: {cpu_encoding()}; "
+          f"{args.threads} thread(s), torch {torch.__version__}, onnxruntime {ort.__version__}; {args.steps}-step "
+          f"DDIM students; held-out {args.size}x{args.size}; latency: median of {args.runs} interleaved runs of one "
+          f"denoiser call at {args.size}x{args.size}\n")
     print(table(rows))
     print()
     print(goals(rows))

@@ -7,9 +7,10 @@ contract:
 * ``restore``: the whole restore of a frame in one graph, what the runtime runs. Inputs ``image`` (1, h, w, 3)
   NHWC at input resolution, uint8 or float32 in [0, 1] (``pixels``) -- inpainting takes ``condition`` (1, H,
   W, 4) float32 in [-1, 1] instead, its hole fill made on the host; ``noise`` (1, 3K, H, W) float32 standard
-  normal at output resolution, where K = 1 + the number of stochastic steps; ``rows`` (tiles_y, tile) and
-  ``cols`` (tiles_x, tile) int64, the tile index maps of ``edgeir.graphs.layout``. Output ``restored`` (1, H,
-  W, 3) NHWC, ``pixels`` again. ``tile`` and ``overlap`` are baked in.
+  normal at output resolution, where K = 1 + the number of stochastic steps; ``rows`` / ``cols`` (tiles along
+  the axis, tile length) int64 and ``row_weights`` / ``col_weights`` float32 of the same shapes, the tiling
+  maps of ``edgeir.graphs.layout`` for ``tile``. Output ``restored`` (1, H, W, 3) NHWC, ``pixels`` again.
+  ``overlap`` is built in.
 * ``sampler``: the sampler loop alone. Inputs ``condition`` (B, C, H, W) in [-1, 1] and ``noise`` (B, 3K, H,
   W); output ``image`` (B, 3, H, W) in [0, 1].
 * ``unet``: one network evaluation. Inputs ``x_t`` (B, 3, H, W), ``t`` (B,) float32 training timestep,
@@ -59,7 +60,8 @@ def io_specs(kind: GraphKind, task: str, cond_channels: int, noise: int, pixels:
         px = {"dtype": pixels, "range": (0.0, 255.0) if pixels == "uint8" else (0.0, 1.0)}
         first = (cond.model_copy(update={"layout": "NHWC"}) if task == "inpaint" else
                  TensorSpec(name="image", layout="NHWC", channels=3, **px))
-        maps = [TensorSpec(name=n, layout="tiles", dtype="int64") for n in ("rows", "cols")]
+        maps = [TensorSpec(name=n, layout="tiles", dtype=t) for n, t in
+                (("rows", "int64"), ("cols", "int64"), ("row_weights", "float32"), ("col_weights", "float32"))]
         return [first, noise_spec, *maps], [TensorSpec(name="restored", layout="NHWC", channels=3, **px)]
     if kind == "sampler":
         return ([cond, noise_spec], [TensorSpec(name="image", layout="NCHW", channels=3, range=(0.0, 1.0))])

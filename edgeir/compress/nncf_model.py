@@ -12,8 +12,10 @@ deployment cannot use them:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
@@ -68,8 +70,10 @@ def quantize_network(net: nn.Module, samples: Sequence[Sample], graph: NNCFGraph
     level = nncf_logger.level
     nncf_logger.setLevel(logging.WARNING)  # its INFO lines list every op it skips; our progress bars suffice
     try:
-        quantized = nncf.quantize(net, dataset, preset=nncf.QuantizationPreset(preset), subset_size=subset_size,
-                                  ignored_scope=nncf.IgnoredScope(names=keep_fp), advanced_parameters=advanced)
+        # its progress bars go to stdout, where `--json` output must stand alone
+        with contextlib.redirect_stdout(sys.stderr):
+            quantized = nncf.quantize(net, dataset, preset=nncf.QuantizationPreset(preset), subset_size=subset_size,
+                                      ignored_scope=nncf.IgnoredScope(names=keep_fp), advanced_parameters=advanced)
     finally:
         nncf_logger.setLevel(level)
     storage = get_hook_storage(quantized)

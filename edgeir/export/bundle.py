@@ -191,8 +191,8 @@ def _engines(manifest: Manifest, ship: _Shipment, graphs: tuple[str, ...], preci
     for v in manifest.variants:
         if v.format != "onnx" or v.kind not in graphs:
             continue
-        shapes = (frame_profile(manifest.task.scale, v.tile, v.overlap, frame)  # type: ignore[arg-type]
-                  if v.kind == "restore" else profile)
+        shapes = (frame_profile(manifest.task.scale, v.tile, v.overlap, manifest.multiple_of,  # type: ignore
+                                frame) if v.kind == "restore" else profile)
         model = onnx.load(str(ship.files[v.graph]))
         problems = check_tensorrt(model, shapes, None if v.kind == "restore" else manifest.multiple_of)
         if problems:

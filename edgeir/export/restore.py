@@ -57,7 +57,7 @@ def test_frames(task: Task, tile: int, seed: int = 0) -> dict[str, Degraded]:
             for k, v in frames.items()}
 
 
-def feeds(task: Task, variant: Variant, d: Degraded, noise: np.ndarray) -> dict[str, np.ndarray]:
+def feeds(task: Task, variant: Variant, multiple_of: int, d: Degraded, noise: np.ndarray) -> dict[str, np.ndarray]:
     """The restore graph's inputs for degraded frame ``d`` (HxWx3 float pixels of 8-bit values) and its
     (1, K, H, W) noise field."""
     h, w = noise.shape[2:]
@@ -68,17 +68,17 @@ def feeds(task: Task, variant: Variant, d: Degraded, noise: np.ndarray) -> dict[
         frame = {"image": (d.image[None] * 255 + 0.5).astype(np.uint8)}
     else:
         frame = {"image": d.image[None]}
-    return {**frame, "noise": noise, "rows": layout.positions(h, variant.tile, variant.overlap),  # type: ignore
-            "cols": layout.positions(w, variant.tile, variant.overlap)}  # type: ignore[arg-type]
+    return {**frame, "noise": noise, **layout.maps(h, w, variant.tile, variant.overlap, multiple_of)}  # type: ignore
 
 
-def reference(session, task: Task, sampler: Sampler, tile: int, overlap: int, d: Degraded, noise: np.ndarray
-              ) -> np.ndarray:
+def reference(session, task: Task, sampler: Sampler, tile: int, overlap: int, multiple_of: int, d: Degraded,
+              noise: np.ndarray) -> np.ndarray:
     """The host loop's HxWx3 image in [0, 1] for ``d`` over a UNet graph's ``session``, composed as the task
     composes."""
     cond = np.ascontiguousarray(task.condition(d).transpose(2, 0, 1))
     out = host_restore(lambda f: session.run(None, f)[0], cond, noise[0], sampler.steps,
-                       sampler.prediction, sampler.temperature, sampler.residual_scale, tile, overlap)  # type: ignore
+                       sampler.prediction, sampler.temperature, sampler.residual_scale, tile, overlap,  # type: ignore
+                       multiple_of)
     return task.compose(out.transpose(1, 2, 0), d)
 
 
@@ -96,12 +96,13 @@ def export_restore(unet: bytes, task: Task, multiple_of: int, sampler: Sampler, 
     noises = {k: rng.standard_normal((1, noise_channels(sampler.steps), *np.multiply(d.image.shape[:2], task.scale)),
                                      dtype=np.float32) for k, d in frames.items()}
     session = open_session(unet)
-    expected = {k: reference(session, task, sampler, tile, overlap, d, noises[k]) for k, d in frames.items()}
+    expected = {k: reference(session, task, sampler, tile, overlap, multiple_of, d, noises[k])
+                for k, d in frames.items()}
     results = []
     for pixels in ("uint8", "float32"):
         graph = restore_graph(model, task.name, task.scale, task.cond_channels, sampler.steps,
                               sampler.prediction, sampler.temperature, sampler.residual_scale,  # type: ignore
-                              tile, overlap, pixels)  # type: ignore[arg-type]
+                              overlap, pixels)  # type: ignore[arg-type]
         suffix = "" if pixels == "uint8" else ".float"
         path = out_dir / f"restore.{precision}{suffix}.onnx"
         onnx.save(graph, str(path))
@@ -109,22 +110,23 @@ def export_restore(unet: bytes, task: Task, multiple_of: int, sampler: Sampler, 
                                task.cond_channels, sampler.steps, sampler.prediction,  # type: ignore[arg-type]
                                sampler.temperature, sampler.residual_scale, precision, tile=tile,
                                overlap=overlap, pixels=pixels)  # type: ignore[arg-type]
-        diffs = _parity(path, task, variant, frames, noises, expected)
+        diffs = _parity(path, task, variant, multiple_of, frames, noises, expected)
         results.append((variant, path, {
             "kind": "restore", "file": path.name, "precision": precision, "pixels": pixels,
             "steps": len(sampler.steps), "tile": tile, "overlap": overlap, "max_abs_diff": diffs,
             "gate": TOLERANCE[precision], "reference": "host loop over the UNet graph (edgeir.graphs.reference)",
             "nodes": len(graph.graph.node), "bytes": path.stat().st_size,
-            "tensorrt_problems": check_tensorrt(graph, frame_profile(task.scale, tile, overlap, frame))}))
+            "tensorrt_problems": check_tensorrt(graph, frame_profile(task.scale, tile, overlap, multiple_of,
+                                                                     frame))}))
     return results
 
 
-def _parity(path: Path, task: Task, variant: Variant, frames: dict[str, Degraded], noises: dict,
-            expected: dict[str, np.ndarray]) -> dict[str, float]:
+def _parity(path: Path, task: Task, variant: Variant, multiple_of: int, frames: dict[str, Degraded],
+            noises: dict, expected: dict[str, np.ndarray]) -> dict[str, float]:
     session = open_session(path)
     diffs = {}
     for what, d in frames.items():
-        out = session.run(None, feeds(task, variant, d, noises[what]))[0][0]
+        out = session.run(None, feeds(task, variant, multiple_of, d, noises[what]))[0][0]
         got = out / np.float32(255) if variant.pixels == "uint8" else out
         # uint8 pixels add their own rounding: half a level either way of the float image's.
         slack = 0.5 / 255 if variant.pixels == "uint8" else 0.0

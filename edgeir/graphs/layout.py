@@ -1,14 +1,16 @@
-"""How a frame of any size is covered by same-size tiles, and how their outputs are blended back (numpy; the
-restore graph computes the same inside itself, ``edgeir.graphs.restore``).
+"""How a frame of any size is covered by tiles, and how their outputs are blended back: the index and weight
+maps a restore graph is fed (numpy; ``edgeir.graphs.restore`` does the cutting and blending inside the graph).
 
-* Tiles are ``tile`` x ``tile`` output pixels on a grid of stride ``tile - overlap``, so neighbours overlap by
-  ``overlap`` pixels. Stride and tile are multiples of the network's ``multiple_of``: overlapping tiles see the
-  same pixel-unshuffle phase and agree closely where they overlap.
-* The grid starts ``overlap`` pixels before the frame and ends at least ``overlap`` after it; what lies outside
-  the frame is the frame mirrored (symmetric reflection, any width). So every frame pixel is either in one
-  tile's core or in an overlap where two tiles cross-fade, and tiles at the frame's edge need no special case.
-* Each tile's weight ramps linearly across its overlaps, ``(k + 0.5) / overlap`` up and the mirror image down,
-  so two overlapping ramps sum to one: the cross-fade leaves no seam and needs no normalisation.
+* Along each axis, tiles of ``tile`` pixels sit at a stride of ``tile - overlap``, starting at the frame's
+  edge, as many as it takes to reach its far end; what lies beyond the far end is the frame mirrored
+  (symmetric reflection, any width), cropped off again at the end. A side no longer than a tile is one tile of
+  just its own length (rounded up to the network's ``multiple_of``, and to at least two overlaps), so a small
+  frame costs a small frame's work.
+* Stride and tile are multiples of ``multiple_of``: overlapping tiles see the same pixel-unshuffle phase and
+  agree closely where they overlap.
+* Each tile's weight ramps linearly across the overlaps it shares, ``(k + 0.5) / overlap`` up and its mirror
+  image down, so two overlapping ramps sum to one: the cross-fade leaves no seam and needs no normalisation;
+  at the frame's own edges the weight is 1.
 * The noise is one field for the whole frame, tiled the same way: where tiles overlap they start from the same
   noise, so their samples agree and blending does not average two different textures.
 """
@@ -29,52 +31,64 @@ def default_overlap(tile: int, multiple_of: int) -> int:
     return min(tile // 2 // multiple_of, max(1, tile // 8 // multiple_of)) * multiple_of
 
 
-def count(length: int, tile: int, overlap: int) -> int:
-    """Tiles along a side of ``length`` pixels: enough to reach ``overlap`` past its end."""
+def span(length: int, tile: int, overlap: int, multiple_of: int) -> tuple[int, int]:
+    """(tiles, tile length) along a side of ``length`` pixels."""
+    if length <= tile:
+        return 1, max(-(-length // multiple_of) * multiple_of, 2 * overlap)
     stride = tile - overlap
-    return -(-(length + overlap) // stride)
+    return -(-(length - overlap) // stride), tile
 
 
-def positions(length: int, tile: int, overlap: int) -> np.ndarray:
-    """(count, tile) int64: the frame coordinate each tile pixel reads, mirrored into ``[0, length)``."""
-    stride = tile - overlap
-    p = np.arange(count(length, tile, overlap))[:, None] * stride + np.arange(tile)[None] - overlap
-    m = (p + 2 * length * overlap) % (2 * length)  # symmetric reflection has period 2 * length
+def positions(length: int, tile: int, overlap: int, multiple_of: int) -> np.ndarray:
+    """(tiles, tile length) int64: the frame coordinate each tile pixel reads, mirrored into ``[0, length)``."""
+    n, t = span(length, tile, overlap, multiple_of)
+    p = np.arange(n)[:, None] * (t - overlap) + np.arange(t)[None]
+    m = p % (2 * length)  # symmetric reflection has period 2 * length
     return np.minimum(m, 2 * length - 1 - m).astype(np.int64)
 
 
-def ramp(tile: int, overlap: int) -> np.ndarray:
-    """(tile,) float32: a tile's weight along one axis."""
-    w = np.ones(tile, np.float32)
-    if overlap:
+def weights(length: int, tile: int, overlap: int, multiple_of: int) -> np.ndarray:
+    """(tiles, tile length) float32: each tile's weight along the side, ramps where it shares an overlap."""
+    n, t = span(length, tile, overlap, multiple_of)
+    w = np.ones((n, t), np.float32)
+    if overlap and n > 1:
         up = (np.arange(overlap, dtype=np.float32) + 0.5) / overlap
-        w[:overlap], w[tile - overlap:] = up, up[::-1]
+        w[1:, :overlap] = up
+        w[:-1, t - overlap:] = up[::-1]
     return w
 
 
 def split(frame: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """(C, H, W) frame -> (ny * nx, C, tile, tile) tiles, row by row."""
-    tiles = frame[:, rows][:, :, :, cols]  # (C, ny, T, nx, T)
-    c, ny, t, nx, _ = tiles.shape
-    return np.ascontiguousarray(tiles.transpose(1, 3, 0, 2, 4)).reshape(ny * nx, c, t, t)
+    """(C, H, W) frame -> (ny * nx, C, th, tw) tiles, row by row."""
+    tiles = frame[:, rows][:, :, :, cols]  # (C, ny, th, nx, tw)
+    c, ny, th, nx, tw = tiles.shape
+    return np.ascontiguousarray(tiles.transpose(1, 3, 0, 2, 4)).reshape(ny * nx, c, th, tw)
 
 
 def fold(tiles: np.ndarray, overlap: int) -> np.ndarray:
-    """(..., n, tile) -> (..., n * stride + overlap): consecutive tiles of the second-last axis laid along the
-    last axis at their stride, overlaps added."""
-    n, tile = tiles.shape[-2:]
-    stride = tile - overlap
+    """(..., n, t) -> (..., n * (t - overlap) + overlap): consecutive tiles of the second-last axis laid along
+    the last axis at their stride, overlaps added."""
+    n, t = tiles.shape[-2:]
+    stride = t - overlap
     out = np.zeros(tiles.shape[:-2] + (n * stride + overlap,), tiles.dtype)
     for j in range(n):
-        out[..., j * stride: j * stride + tile] += tiles[..., j, :]
+        out[..., j * stride: j * stride + t] += tiles[..., j, :]
     return out
 
 
-def blend(tiles: np.ndarray, ny: int, nx: int, height: int, width: int, overlap: int) -> np.ndarray:
-    """(ny * nx, C, tile, tile) tile outputs -> the (C, height, width) frame."""
-    c, tile = tiles.shape[1], tiles.shape[-1]
-    w = ramp(tile, overlap)
-    grid = (tiles * w[:, None] * w[None, :]).reshape(ny, nx, c, tile, tile)
-    across = fold(grid.transpose(0, 2, 3, 1, 4), overlap)  # (ny, C, T, Wp)
+def blend(tiles: np.ndarray, row_weights: np.ndarray, col_weights: np.ndarray, height: int, width: int,
+          overlap: int) -> np.ndarray:
+    """(ny * nx, C, th, tw) tile outputs -> the (C, height, width) frame."""
+    (ny, th), (nx, tw) = row_weights.shape, col_weights.shape
+    c = tiles.shape[1]
+    grid = tiles.reshape(ny, nx, c, th, tw) * row_weights[:, None, None, :, None] * col_weights[None, :, None, None]
+    across = fold(grid.transpose(0, 2, 3, 1, 4), overlap)  # (ny, C, th, Wp)
     down = fold(across.transpose(1, 3, 0, 2), overlap)  # (C, Wp, Hp)
-    return down.transpose(0, 2, 1)[:, overlap: overlap + height, overlap: overlap + width]
+    return down.transpose(0, 2, 1)[:, :height, :width]
+
+
+def maps(height: int, width: int, tile: int, overlap: int, multiple_of: int) -> dict[str, np.ndarray]:
+    """A restore graph's tiling inputs for an ``height`` x ``width`` output frame."""
+    return {"rows": positions(height, tile, overlap, multiple_of), "cols": positions(width, tile, overlap, multiple_of),
+            "row_weights": weights(height, tile, overlap, multiple_of),
+            "col_weights": weights(width, tile, overlap, multiple_of)}

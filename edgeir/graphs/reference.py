@@ -19,12 +19,13 @@ UNet = Callable[[dict[str, np.ndarray]], np.ndarray]  # {"x_t", "t", "condition"
 
 
 def host_restore(unet: UNet, cond: np.ndarray, noise: np.ndarray, steps: Sequence[Step], prediction: Prediction,
-                 temperature: float, residual_scale: float, tile: int, overlap: int) -> np.ndarray:
+                 temperature: float, residual_scale: float, tile: int, overlap: int, multiple_of: int
+                 ) -> np.ndarray:
     """(C, H, W) condition in [-1, 1] and (K, H, W) noise -> the (3, H, W) image in [0, 1], before the task's
     composition (inpainting keeps its known pixels) and rounding to pixels."""
     _, h, w = cond.shape
-    rows, cols = layout.positions(h, tile, overlap), layout.positions(w, tile, overlap)
-    c, z = layout.split(cond, rows, cols), layout.split(noise, rows, cols)
+    maps = layout.maps(h, w, tile, overlap, multiple_of)
+    c, z = (layout.split(x, maps["rows"], maps["cols"]) for x in (cond, noise))
     fresh = iter([z[:, i:i + 3] for i in range(3, z.shape[1], 3)])
     t = np.empty(len(c), np.float32)
 
@@ -33,4 +34,5 @@ def host_restore(unet: UNet, cond: np.ndarray, noise: np.ndarray, steps: Sequenc
         return to_x0(unet({"x_t": x_t, "t": t, "condition": c}), x_t, step.sqrt_ab, step.sqrt_1mab, prediction)
 
     residual = sample(x0, z[:, :3] * np.float32(temperature), list(steps), lambda like: next(fresh))
-    return layout.blend(to_image(residual, c[:, :3], residual_scale), len(rows), len(cols), h, w, overlap)
+    return layout.blend(to_image(residual, c[:, :3], residual_scale), maps["row_weights"], maps["col_weights"], h, w,
+                        overlap)

@@ -9,11 +9,12 @@ Q/DQ graph), so INT8 models get it too. Inside, in order:
    float rounding, and TensorRT's parser takes it); deblurring uses the image itself; inpainting's condition
    (its hole fill is a sparse solve) comes in ready-made;
 2. the frame cut into tiles by the ``rows`` / ``cols`` index maps of ``edgeir.graphs.layout`` (one ``Gather``
-   per axis), and the noise field cut the same way;
+   over the flattened frame), and the noise field cut the same way;
 3. the few-step sampler loop, unrolled: ``edgeir.diffusion.sample`` and its step maths run over symbolic
    tensors (``edgeir.graphs.build``), one copy of the UNet's nodes per step sharing one set of weights;
 4. residual -> image, the tiles blended back with their ramps and the frame cropped out
-   (``edgeir.graphs.layout``'s fold, in Slice/Concat/Reshape form), inpainting's known pixels kept;
+   (``edgeir.graphs.layout``'s fold, in Slice/Concat/Reshape form, channels-last), inpainting's known pixels
+   kept;
 5. pixels out: uint8 (``floor(x * 255 + 0.5)``, as the runtime has always rounded) or float32, NHWC.
 """
 
@@ -29,7 +30,6 @@ from onnx import TensorProto, helper
 from edgeir.diffusion.sample import sample
 from edgeir.diffusion.steps import Prediction, Step, noise_channels, to_image, to_x0
 from edgeir.graphs.build import GraphBuilder, Sym
-from edgeir.graphs.layout import ramp
 
 Pixels = Literal["uint8", "float32"]
 ONNX_TYPE = {"uint8": TensorProto.UINT8, "float32": TensorProto.FLOAT, "int64": TensorProto.INT64}
@@ -37,30 +37,41 @@ INT_MAX = np.iinfo(np.int64).max
 
 
 def restore_graph(unet: onnx.ModelProto, task: str, scale: int, cond_channels: int, steps: Sequence[Step],
-                  prediction: Prediction, temperature: float, residual_scale: float, tile: int, overlap: int,
+                  prediction: Prediction, temperature: float, residual_scale: float, overlap: int,
                   pixels: Pixels = "uint8") -> onnx.ModelProto:
-    """The restore graph of a network given as its UNet graph (inputs ``x_t``, ``t``, ``condition``)."""
+    """The restore graph of a network given as its UNet graph (inputs ``x_t``, ``t``, ``condition``). Tile
+    sizes come with the index maps it is fed; ``overlap`` is built in."""
     b = GraphBuilder(next(o.version for o in unet.opset_import if o.domain in ("", "ai.onnx")))
     k = noise_channels(list(steps))
     inputs = []
+    # The condition is kept channels-last, as frames come: the Resize in between runs on NCHW (the form
+    # TensorRT's cubic resize takes), and onnxruntime cancels the transpose pair around it to run its far faster
+    # NHWC kernel.
     if task == "inpaint":
         inputs.append(helper.make_tensor_value_info("condition", TensorProto.FLOAT,
                                                     [1, "height", "width", cond_channels]))
-        cond = b.op("Transpose", "condition", perm=[0, 3, 1, 2])
+        cond = Sym(b, "condition")
     else:
         inputs.append(helper.make_tensor_value_info("image", ONNX_TYPE[pixels], [1, "in_height", "in_width", 3]))
-        image = b.op("Transpose", "image", perm=[0, 3, 1, 2])
+        image = Sym(b, "image")
         if pixels == "uint8":  # the same division from_array does, so the float pixels agree to the bit
             image = b.op("Cast", image, to=TensorProto.FLOAT) / 255.0
         if scale > 1:
-            image = b.op("Resize", image, "", b.const([1, 1, scale, scale]), mode="cubic", cubic_coeff_a=-0.5,
-                         coordinate_transformation_mode="half_pixel", exclude_outside=1)
+            image = b.op("Transpose", b.op("Resize", b.op("Transpose", image, perm=[0, 3, 1, 2]), "",
+                                           b.const([1, 1, scale, scale]), mode="cubic", cubic_coeff_a=-0.5,
+                                           coordinate_transformation_mode="half_pixel", exclude_outside=1),
+                         perm=[0, 2, 3, 1])
         cond = image * 2.0 - 1.0
     inputs += [helper.make_tensor_value_info("noise", TensorProto.FLOAT, [1, k, "height", "width"]),
-               helper.make_tensor_value_info("rows", TensorProto.INT64, ["tiles_y", tile]),
-               helper.make_tensor_value_info("cols", TensorProto.INT64, ["tiles_x", tile])]
+               helper.make_tensor_value_info("rows", TensorProto.INT64, ["tiles_y", "tile_height"]),
+               helper.make_tensor_value_info("cols", TensorProto.INT64, ["tiles_x", "tile_width"]),
+               helper.make_tensor_value_info("row_weights", TensorProto.FLOAT, ["tiles_y", "tile_height"]),
+               helper.make_tensor_value_info("col_weights", TensorProto.FLOAT, ["tiles_x", "tile_width"])]
 
-    cond_tiles, noise_tiles = (_split(b, x, c, tile) for x, c in ((cond, cond_channels), (Sym(b, "noise"), k)))
+    tile_hw = b.op("Concat", b.op("Shape", "rows", start=1), b.op("Shape", "cols", start=1), axis=0)
+    index = _flat_index(b, Sym(b, "noise"), tile_hw)
+    cond_tiles = _split(b, cond, cond_channels, index, tile_hw, channels_last=True)
+    noise_tiles = _split(b, Sym(b, "noise"), k, index, tile_hw)
     chunks = iter([_channels(b, noise_tiles, i, i + 3) for i in range(3, k, 3)])
     weights = _weights(b, unet)
     count = b.op("Slice", b.op("Shape", cond_tiles), b.const([0], np.int64), b.const([1], np.int64))
@@ -73,65 +84,83 @@ def restore_graph(unet: onnx.ModelProto, task: str, scale: int, cond_channels: i
     residual = sample(x0, _channels(b, noise_tiles, 0, 3) * float(temperature), list(steps),
                       lambda like: next(chunks))
     tiles = to_image(residual, _channels(b, cond_tiles, 0, 3), residual_scale)
-    frame = _blend(b, tiles, cond, tile, overlap)
+    frame = _blend(b, tiles, cond, tile_hw, overlap)  # (1, H, W, 3)
     if task == "inpaint":  # known pixels are the condition's, exactly: (2 v - 1) * 0.5 + 0.5 == v
-        known = _channels(b, cond, 0, 3) * 0.5 + 0.5
-        holes = b.op("Greater", _channels(b, cond, 3, 4), b.const(0.0))
+        known = _channels(b, cond, 0, 3, axis=3) * 0.5 + 0.5
+        holes = b.op("Greater", _channels(b, cond, 3, 4, axis=3), b.const(0.0))
         frame = b.op("Where", holes, frame, known)
     if pixels == "uint8":
         frame = b.op("Cast", b.op("Floor", frame * 255.0 + 0.5), to=TensorProto.UINT8)
-    b.op("Transpose", frame, perm=[0, 2, 3, 1], name="restored")
+    b.op("Identity", frame, name="restored")
     out = helper.make_tensor_value_info("restored", ONNX_TYPE[pixels], [1, "height", "width", 3])
     model = b.model(inputs, [out], name="edgeir-restore")
     onnx.checker.check_model(model, full_check=True)
     return model
 
 
-def _channels(b: GraphBuilder, x: Sym, start: int, end: int) -> Sym:
-    return b.op("Slice", x, b.const([start], np.int64), b.const([end], np.int64), b.const([1], np.int64))
+def _channels(b: GraphBuilder, x: Sym, start: int, end: int, axis: int = 1) -> Sym:
+    return b.op("Slice", x, b.const([start], np.int64), b.const([end], np.int64), b.const([axis], np.int64))
 
 
-def _split(b: GraphBuilder, frame: Sym, channels: int, tile: int) -> Sym:
-    """(1, C, H, W) -> (tiles_y * tiles_x, C, tile, tile), by the ``rows`` and ``cols`` index maps."""
-    g = b.op("Gather", b.op("Gather", frame, "rows", axis=2), "cols", axis=4)  # (1, C, ny, T, nx, T)
-    g = b.op("Transpose", g, perm=[0, 2, 4, 1, 3, 5])
-    return b.op("Reshape", g, b.const([-1, channels, tile, tile], np.int64))
+def _flat_index(b: GraphBuilder, frame: Sym, tile_hw: Sym) -> Sym:
+    """(tiles_y * tiles_x, th, tw) int64: each tile pixel's position in the flattened (H * W) frame, from the
+    ``rows`` and ``cols`` index maps."""
+    width = b.op("Shape", frame, start=3, end=4)
+    rows = b.op("Unsqueeze", "rows", b.const([1, 3], np.int64))  # (ny, 1, th, 1)
+    cols = b.op("Unsqueeze", "cols", b.const([0, 2], np.int64))  # (1, nx, 1, tw)
+    shape = b.op("Concat", b.const([-1], np.int64), tile_hw, axis=0)
+    return b.op("Reshape", b.op("Add", b.op("Mul", rows, width), cols), shape)
 
 
-def _blend(b: GraphBuilder, tiles: Sym, cond: Sym, tile: int, overlap: int) -> Sym:
-    """(tiles_y * tiles_x, 3, T, T) tile images -> (1, 3, H, W): weighted by their ramps, laid at their stride
-    along each axis with overlaps added (``edgeir.graphs.layout.blend``), the frame cut out."""
-    w = ramp(tile, overlap)
-    tiles = tiles * b.const((w[:, None] * w[None, :])[None, None])
-    grid_shape = b.op("Concat", b.op("Shape", "rows", end=1), b.op("Shape", "cols", end=1),
-                      b.const([3, tile, tile], np.int64), axis=0)
-    grid = b.op("Reshape", tiles, grid_shape)  # (ny, nx, 3, T, T)
-    across = _fold(b, b.op("Transpose", grid, perm=[0, 2, 3, 1, 4]), 5, tile, overlap)  # (ny, 3, T, Wp)
-    down = _fold(b, b.op("Transpose", across, perm=[1, 3, 0, 2]), 4, tile, overlap)  # (3, Wp, Hp)
-    frame = b.op("Unsqueeze", b.op("Transpose", down, perm=[0, 2, 1]), b.const([0], np.int64))
-    size = b.op("Shape", cond, start=2)  # (H, W)
-    return b.op("Slice", frame, b.const([overlap, overlap], np.int64), size + b.const([overlap], np.int64),
-                b.const([2, 3], np.int64))
+def _split(b: GraphBuilder, frame: Sym, channels: int, index: Sym, tile_hw: Sym, channels_last: bool = False
+           ) -> Sym:
+    """(1, C, H, W), or (1, H, W, C) ``channels_last`` -> (tiles, C, th, tw): one Gather over the flattened
+    frame, then one transpose (a Gather per axis would need a six-axis transpose of the whole frame)."""
+    if channels_last:
+        g = b.op("Gather", b.op("Reshape", frame, b.const([-1, channels], np.int64)), index, axis=0)  # (N,th,tw,C)
+        return b.op("Transpose", g, perm=[0, 3, 1, 2])
+    g = b.op("Gather", b.op("Reshape", frame, b.const([1, channels, -1], np.int64)), index, axis=2)  # (1,C,N,th,tw)
+    shape = b.op("Concat", b.const([-1, channels], np.int64), tile_hw, axis=0)
+    return b.op("Reshape", b.op("Transpose", g, perm=[0, 2, 1, 3, 4]), shape)
 
 
-def _fold(b: GraphBuilder, x: Sym, rank: int, tile: int, overlap: int) -> Sym:
-    """(..., n, T) -> (..., n * stride + overlap): tile j of axis -2 laid at j * stride of the last axis,
-    overlaps added (``edgeir.graphs.layout.fold`` without a loop: each tile's head gets the previous tile's
-    tail added, then heads and bodies are laid end to end and the last tail appended)."""
-    stride = tile - overlap
+def _blend(b: GraphBuilder, tiles: Sym, cond: Sym, tile_hw: Sym, overlap: int) -> Sym:
+    """(tiles_y * tiles_x, 3, th, tw) tile images -> the (1, H, W, 3) frame: weighted by the ``row_weights``
+    and ``col_weights`` maps, laid at their stride along each axis with overlaps added
+    (``edgeir.graphs.layout.blend``), the frame cut out. Done channels-last, so laying tiles across needs only
+    a transpose of whole tile rows and laying them down none."""
+    grid_shape = b.op("Concat", b.op("Shape", "rows", end=1), b.op("Shape", "cols", end=1), tile_hw,
+                      b.const([3], np.int64), axis=0)
+    grid = b.op("Reshape", b.op("Transpose", tiles, perm=[0, 2, 3, 1]), grid_shape)  # (ny, nx, th, tw, 3)
+    w = b.op("Mul", b.op("Unsqueeze", "row_weights", b.const([1, 3, 4], np.int64)),  # (ny, 1, th, 1, 1)
+             b.op("Unsqueeze", "col_weights", b.const([0, 2, 4], np.int64)))  # (1, nx, 1, tw, 1)
+    across = _fold(b, b.op("Transpose", grid * w, perm=[0, 2, 1, 3, 4]), 2, overlap)  # (ny, th, Wp, 3)
+    frame = b.op("Unsqueeze", _fold(b, across, 0, overlap), b.const([0], np.int64))  # (1, Hp, Wp, 3)
+    size = b.op("Shape", cond, start=1, end=3)  # (H, W): the condition is channels-last
+    return b.op("Slice", frame, b.const([0, 0], np.int64), size, b.const([1, 2], np.int64))
 
-    def part(t: Sym, start: int, end: int, axis: int) -> Sym:
-        return b.op("Slice", t, b.const([start], np.int64), b.const([end], np.int64), b.const([axis], np.int64))
 
-    flat = b.const([0] * (rank - 2) + [-1], np.int64)  # merges the last two axes
+def _fold(b: GraphBuilder, x: Sym, axis: int, overlap: int) -> Sym:
+    """x with tiles along ``axis`` and tile pixels along ``axis + 1`` -> those two axes merged into one of
+    n * stride + overlap pixels, tile j laid at j * stride, overlaps added (``edgeir.graphs.layout.fold``
+    without a loop: each tile's head gets the previous tile's tail added, then heads and bodies are laid end to
+    end and the last tail appended). Tile lengths are dynamic: the parts are cut from both ends."""
+
+    def part(t: Sym, start: int, end: int, ax: int) -> Sym:
+        return b.op("Slice", t, b.const([start], np.int64), b.const([end], np.int64), b.const([ax], np.int64))
+
+    shape = b.op("Shape", x)
+    merged = b.op("Concat", b.op("Slice", shape, b.const([0], np.int64), b.const([axis], np.int64)),
+                  b.const([-1], np.int64), b.op("Slice", shape, b.const([axis + 2], np.int64),
+                                               b.const([INT_MAX], np.int64)), axis=0)
     if not overlap:
-        return b.op("Reshape", x, flat)
-    tails = part(x, stride, tile, -1)
-    previous = b.op("Concat", part(tails, 0, 1, -2) * 0.0, part(tails, 0, -1, -2), axis=-2)
-    heads = part(x, 0, overlap, -1) + previous
-    strip = heads if stride == overlap else b.op("Concat", heads, part(x, overlap, stride, -1), axis=-1)
-    return b.op("Concat", b.op("Reshape", strip, flat), b.op("Reshape", part(tails, -1, INT_MAX, -2), flat),
-                axis=-1)
+        return b.op("Reshape", x, merged)
+    tails = part(x, -overlap, INT_MAX, axis + 1)
+    previous = b.op("Concat", part(tails, 0, 1, axis) * 0.0, part(tails, 0, -1, axis), axis=axis)
+    heads = part(x, 0, overlap, axis + 1) + previous
+    strip = b.op("Concat", heads, part(x, overlap, -overlap, axis + 1), axis=axis + 1)
+    return b.op("Concat", b.op("Reshape", strip, merged), b.op("Reshape", part(tails, -1, INT_MAX, axis), merged),
+                axis=axis)
 
 
 def _weights(b: GraphBuilder, unet: onnx.ModelProto) -> dict[str, str]:

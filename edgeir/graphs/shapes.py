@@ -101,14 +101,15 @@ def input_shapes(model: onnx.ModelProto, profile: ShapeProfile) -> dict[str, tup
     return shapes  # type: ignore[return-value]
 
 
-def frame_profile(scale: int, tile: int, overlap: int, frame: DimRange) -> ShapeProfile:
+def frame_profile(scale: int, tile: int, overlap: int, multiple_of: int, frame: DimRange) -> ShapeProfile:
     """The named dimensions of a restore graph (``edgeir.graphs.restore``) for output frames whose sides range
-    over ``frame``: input sides, output sides and tile counts."""
-    from edgeir.graphs.layout import count
+    over ``frame``: input sides, output sides, tile counts and tile lengths."""
+    from edgeir.graphs.layout import span
 
     def side(f) -> DimRange:
         return DimRange(min=f(frame.min), opt=f(frame.opt), max=f(frame.max))
 
-    inputs, tiles = side(lambda s: -(-s // scale)), side(lambda s: count(s, tile, overlap))
+    inputs = side(lambda s: -(-s // scale))
+    tiles, lengths = (side(lambda s, i=i: span(s, tile, overlap, multiple_of)[i]) for i in (0, 1))
     return {"height": frame, "width": frame, "in_height": inputs, "in_width": inputs, "tiles_y": tiles,
-            "tiles_x": tiles}
+            "tiles_x": tiles, "tile_height": lengths, "tile_width": lengths}

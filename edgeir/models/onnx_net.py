@@ -18,10 +18,10 @@ INPUTS = ("x_t", "t", "condition")  # the UNet graph's inputs (edgeir.export.une
 class OnnxNet(nn.Module):
     """``forward(x_t, t, cond) -> prediction`` through an onnxruntime CPU session."""
 
-    def __init__(self, path: str | Path, threads: int | None = None):
+    def __init__(self, path: str | Path, threads: int | None = None, int8_encoding: str | None = None):
         super().__init__()
         self.path = Path(path)
-        self.session = open_session(self.path, threads=threads)
+        self.session = open_session(self.path, threads=threads, int8_encoding=int8_encoding)
         # RestorerModel finds its device from its parameters; an empty one keeps that working.
         self.anchor = nn.Parameter(torch.empty(0), requires_grad=False)
 

@@ -208,12 +208,12 @@ class Restorer:
         tile, overlap = variant.tile, variant.overlap
         assert tile is not None and overlap is not None
         noise = np.random.default_rng(seed).standard_normal((1, variant.noise_channels, h, w), dtype=np.float32)
-        cols = layout.positions(w, tile, overlap)
         s = 1 if self.task.name == "inpaint" else self.task.scale
+        m = self.manifest.multiple_of
         bands = []
         for top, bottom, keep_top, keep_bottom in _bands(h, w, tile, overlap, s, self.max_call_pixels):
             static = {"noise": np.ascontiguousarray(noise[:, :, top:bottom]),
-                      "rows": layout.positions(bottom - top, tile, overlap), "cols": cols}
+                      **layout.maps(bottom - top, w, tile, overlap, m)}
             bands.append(Band(slice(top // s, bottom // s), slice(keep_top - top, keep_bottom - top),
                               slice(keep_top, keep_bottom), static))
         self._plans[key] = bands
