@@ -56,7 +56,7 @@ def test_export_writes_a_checked_bundle(exported):
         assert max(g["max_abs_diff"].values()) <= g["gate"] + (0.5 / 255 if g.get("pixels") == "uint8" else 0)
     loaded = load_bundle(bundle)  # verifies schema and every checksum
     m = loaded.manifest
-    assert set(loaded.files) == {"restore.fp32.onnx", "restore.fp32.float.onnx", "unet.fp32.onnx"}
+    assert set(loaded.manifest.files) == {"restore.fp32.onnx", "restore.fp32.float.onnx", "unet.fp32.onnx"}
     assert (m.multiple_of, m.tile, m.overlap) == (4, 16, 4)
     assert [(v.kind, v.pixels, v.tile, v.overlap) for v in m.variants] == [
         ("restore", "uint8", 16, 4), ("restore", "float32", 16, 4), ("unet", None, None, None)]
@@ -172,8 +172,8 @@ def test_engines_for_an_onnx_bundle_are_built_without_torch(bundle, tmp_path):
     loaded = load_bundle(out)
     engine = loaded.manifest.variants[0]
     assert (engine.format, engine.graph, engine.precision) == ("tensorrt", "restore.fp32.fp16.engine", "fp16")
-    assert loaded.files["restore.fp32.fp16.engine"] == b"engine bytes"
-    assert json.loads(loaded.files["restore.fp32.fp16.engine.json"])["onnx"] == "restore.fp32.onnx"
+    assert loaded.read("restore.fp32.fp16.engine") == b"engine bytes"
+    assert json.loads(loaded.read("restore.fp32.fp16.engine.json"))["onnx"] == "restore.fp32.onnx"
     again = tmp_path / "trt-again"  # engines from elsewhere are replaced, not duplicated
     proc = subprocess.run([sys.executable, "-c", ENGINE_SCRIPT, str(out), str(again)], capture_output=True,
                           text=True, check=False)

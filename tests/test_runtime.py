@@ -15,7 +15,7 @@ from onnx import TensorProto, helper
 from test_runtime_support import host_reference, make_bundle, tiny_restorer
 
 from edgeir.diffusion.schedules import alphas_cumprod
-from edgeir.diffusion.steps import ddim_steps
+from edgeir.diffusion.steps import Sampling, ddim_steps
 from edgeir.errors import BackendError, ConfigError, ImageError
 from edgeir.graphs import layout
 from edgeir.graphs.ort import open_session
@@ -86,7 +86,8 @@ def test_frames_of_any_size_blend_back_exactly(tile, overlap, h, w):
     grey = np.full_like(image, 0.5)  # a base image of 0: what comes out is the noise alone
     for returns, frame, expected in (("zero", image, image[0]),
                                      ("x_t", grey, np.clip(noise[0].transpose(1, 2, 0) * 0.5 + 0.5, 0, 1))):
-        graph = restore_graph(fake_unet(3, returns), "deblur", 1, 3, steps, "x0", 1.0, 1.0, overlap, "float32")
+        graph = restore_graph(fake_unet(3, returns), "deblur", 1, 3, Sampling(steps, "x0", 1.0, 1.0), overlap,
+                              "float32")
         feeds = {"image": frame, "noise": noise, **maps}
         out = open_session(graph.SerializeToString()).run(None, feeds)[0][0]
         np.testing.assert_allclose(out, expected, atol=2e-6)
@@ -104,7 +105,7 @@ def test_the_graphs_bicubic_is_the_training_condition():
     task = SRTask(scale=4)
     steps = ddim_steps(alphas_cumprod("cosine", 1000), [999])
     image = np.random.default_rng(1).random((1, 13, 21, 3), dtype=np.float32)
-    graph = restore_graph(fake_unet(3, "zero"), "sr", 4, 3, steps, "x0", 1.0, 1.0, 8, "float32")
+    graph = restore_graph(fake_unet(3, "zero"), "sr", 4, 3, Sampling(steps, "x0", 1.0, 1.0), 8, "float32")
     h, w = 52, 84
     feeds = {"image": image, "noise": np.zeros((1, 3, h, w), np.float32), **layout.maps(h, w, 32, 8, 4)}
     out = open_session(graph.SerializeToString()).run(None, feeds)[0][0]

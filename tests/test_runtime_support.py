@@ -51,6 +51,5 @@ def host_reference(restorer: RestorerModel, d: Degraded, noise: np.ndarray, tile
         with torch.no_grad():
             return restorer.denoiser(*(torch.from_numpy(feeds[n]) for n in ("x_t", "t", "condition"))).numpy()
 
-    out = host_restore(unet, cond, noise, restorer.steps(steps), cfg.prediction, cfg.sampler.temperature,
-                       cfg.residual_scale, tile, overlap, cfg.multiple_of)
+    out = host_restore(unet, cond, noise, restorer.sampling(steps), tile, overlap, cfg.multiple_of)
     return restorer.task.compose(out.transpose(1, 2, 0), d)

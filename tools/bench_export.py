@@ -48,8 +48,8 @@ def unet_loop(restorer: RestorerModel, sess, cond: np.ndarray, noise: np.ndarray
     covering the image."""
     cfg = restorer.config
     size = cond.shape[-1]
-    out = host_restore(lambda feeds: sess.run(None, feeds)[0], cond[0], noise[0], restorer.steps(), cfg.prediction,
-                       cfg.sampler.temperature, cfg.residual_scale, size, 0, cfg.multiple_of)
+    out = host_restore(lambda feeds: sess.run(None, feeds)[0], cond[0], noise[0], restorer.sampling(), size, 0,
+                       cfg.multiple_of)
     return out[None]
 
 

@@ -45,7 +45,7 @@ else:
     from edgeir.graphs.reference import host_restore
     from edgeir.tasks import Degraded
     unet_variant = next(v for v in r.manifest.variants if v.kind == "unet")
-    session = open_session(r.bundle.files[unet_variant.graph], threads=threads)
+    session = open_session(r.bundle.read(unet_variant.graph), threads=threads)
     v, task = unet_variant, r.task
     image = synthetic_input(task, h, w)
     inside, calls = [0.0], [0]
@@ -61,8 +61,7 @@ else:
         d = Degraded(pic.rgb, mask)
         cond = np.ascontiguousarray(task.condition(d).transpose(2, 0, 1))
         noise = np.random.default_rng(seed).standard_normal((v.noise_channels, *cond.shape[1:]), dtype=np.float32)
-        out = host_restore(unet, cond, noise, v.steps, v.prediction, v.temperature, v.residual_scale, r.variant.tile,
-                           r.variant.overlap)
+        out = host_restore(unet, cond, noise, v.sampling, r.variant.tile, r.variant.overlap, r.manifest.multiple_of)
         return to_array(Picture(task.compose(out.transpose(1, 2, 0), d), None, 8, False))
     restore(0)
     totals, graphs = [], []

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from edgeir.diffusion.steps import Prediction, Step, noise_channels
+from edgeir.diffusion.steps import Prediction, Sampling, Step, Target, noise_channels
 from edgeir.graphs.layout import check as check_layout
 from edgeir.tasks import TaskConfig
 
@@ -82,10 +82,15 @@ class Variant(_Strict):
     prediction: Prediction = "x0"
     temperature: float = Field(1.0, gt=0, le=2)
     residual_scale: float = Field(1.0, gt=0, le=1000)
+    target: Target = "residual"  # the sample is the residual over the condition's base image, or the image
     # Restore graphs: their tiling (edgeir.graphs.layout) and pixel type, baked in.
     tile: int | None = Field(None, ge=1, le=4096)
     overlap: int | None = Field(None, ge=0)
     pixels: Pixels | None = None
+
+    @property
+    def sampling(self) -> Sampling:
+        return Sampling(self.steps, self.prediction, self.temperature, self.residual_scale, self.target)
 
     @property
     def noise_channels(self) -> int:
@@ -140,6 +145,8 @@ class Manifest(_Strict):
             raise ValueError(f"tile {self.tile} is not a multiple of multiple_of {self.multiple_of}")
         if not 0 <= self.overlap < self.tile // 2:
             raise ValueError(f"overlap {self.overlap} must be below half the tile ({self.tile})")
+        if self.format == "edgeir.bundle/1" and any(v.kind == "restore" for v in self.variants):
+            raise ValueError("an edgeir.bundle/1 manifest has no restore graphs (and no digest to cover them)")
         names = [v.name for v in self.variants]
         if len(set(names)) != len(names):
             raise ValueError(f"variant names must be unique, got {names}")
@@ -160,12 +167,12 @@ class Manifest(_Strict):
         raise KeyError(name)
 
 
-def make_variant(name: str, graph: str, kind: GraphKind, task: str, cond_channels: int, steps: list[Step],
-                 prediction: Prediction = "x0", temperature: float = 1.0, residual_scale: float = 1.0,
+def make_variant(name: str, graph: str, kind: GraphKind, task: str, cond_channels: int, sampling: Sampling,
                  precision: Precision = "fp32", format: Literal["onnx", "tensorrt"] = "onnx",
                  tile: int | None = None, overlap: int | None = None, pixels: Pixels | None = None) -> Variant:
-    """A variant with the standard I/O of its kind; exporters call this with the restorer's config values."""
-    inputs, outputs = io_specs(kind, task, cond_channels, noise_channels(steps), pixels)
+    """A variant with the standard I/O of its kind; exporters call this with the restorer's sampling."""
+    inputs, outputs = io_specs(kind, task, cond_channels, noise_channels(sampling.steps), pixels)
     return Variant(name=name, graph=graph, kind=kind, format=format, precision=precision, inputs=inputs,
-                   outputs=outputs, steps=steps, prediction=prediction, temperature=temperature,
-                   residual_scale=residual_scale, tile=tile, overlap=overlap, pixels=pixels)
+                   outputs=outputs, steps=list(sampling.steps), prediction=sampling.prediction,
+                   temperature=sampling.temperature, residual_scale=sampling.residual_scale, target=sampling.target,
+                   tile=tile, overlap=overlap, pixels=pixels)

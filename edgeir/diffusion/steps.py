@@ -15,6 +15,7 @@ from typing import Literal, TypeVar
 import numpy as np
 
 Prediction = Literal["eps", "v", "x0"]
+Target = Literal["residual", "image"]
 T = TypeVar("T")
 
 
@@ -74,7 +75,23 @@ def noise_channels(steps: Sequence[Step]) -> int:
     return 3 * (1 + sum(s.sigma > 0 for s in steps))
 
 
-def to_image(residual: T, base: T, residual_scale: float) -> T:
-    """The restored image in [0, 1] from a sampled residual (model space) and the condition's base image (in
-    [-1, 1]). Works on numpy arrays, torch tensors and ``edgeir.graphs.build.Sym`` alike."""
-    return ((base + residual / residual_scale) * 0.5 + 0.5).clip(0, 1)  # type: ignore[operator, attr-defined]
+def to_image(x: T, base: T, residual_scale: float, target: Target = "residual") -> T:
+    """The restored image in [0, 1] from a sample in model space: with ``target`` "residual" (edgeir's own
+    networks) it is (image - base) * residual_scale, over the condition's base image (in [-1, 1]); with
+    "image" it is the image itself (in [-1, 1], times residual_scale). Works on numpy arrays, torch tensors and
+    ``edgeir.graphs.build.Sym`` alike."""
+    image = x / residual_scale if target == "image" else base + x / residual_scale  # type: ignore[operator]
+    return (image * 0.5 + 0.5).clip(0, 1)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """What the few-step loop needs besides the network: its steps, what the network predicts, the initial
+    noise's scale and how a sample becomes pixels (``to_image``). Sampler graphs and restore graphs bake it in;
+    a UNet graph is driven by it."""
+
+    steps: Sequence[Step]
+    prediction: Prediction
+    temperature: float
+    residual_scale: float
+    target: Target = "residual"

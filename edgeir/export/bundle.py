@@ -23,8 +23,9 @@ import onnx
 from edgeir import __version__
 from edgeir.bundle.io import MANIFEST, SUFFIX, load_bundle, write_bundle
 from edgeir.bundle.manifest import Manifest, Precision, Variant, make_variant
+from edgeir.diffusion.steps import Sampling
 from edgeir.errors import ConfigError
-from edgeir.export.restore import Sampler, export_restore
+from edgeir.export.restore import export_restore
 from edgeir.graphs.layout import default_overlap
 from edgeir.graphs.qdq import has_qdq
 from edgeir.graphs.readiness import check_tensorrt
@@ -92,7 +93,7 @@ def _from_model(model: str, ship: _Shipment, graphs: tuple[str, ...], precision:
         raise ConfigError(f"--steps: {e}") from None
     task = cfg.task
     overlap = default_overlap(tile, cfg.multiple_of) if overlap is None else overlap
-    sampler = Sampler(schedule, cfg.prediction, cfg.sampler.temperature, cfg.residual_scale)
+    sampling = Sampling(schedule, cfg.prediction, cfg.sampler.temperature, cfg.residual_scale, cfg.target)
     net = restorer.denoiser.net
     torch_graphs = [g for g in ("unet", "sampler") if g in graphs]
     if isinstance(net, OnnxNet):
@@ -101,16 +102,16 @@ def _from_model(model: str, ship: _Shipment, graphs: tuple[str, ...], precision:
         unet_path.write_bytes(net.path.read_bytes())
         unet_summary.update(steps=len(schedule), tensorrt_problems=check_tensorrt(
             onnx.load(str(unet_path)), profile, cfg.multiple_of)[:5])
-        ship.add(_variant("unet", unet_path, cfg, sampler, precision), unet_path, unet_summary)
+        ship.add(_variant("unet", unet_path, cfg, sampling, precision), unet_path, unet_summary)
     with progress_bar("export", total=len(torch_graphs) + 2 * ("restore" in graphs)) as advance:
         for kind in torch_graphs:
             result = export_graph(restorer, kind, ship.work, precision, opset, profile,  # type: ignore[arg-type]
                                   schedule, keep_io_fp32=keep_io_fp32)
-            ship.add(_variant(kind, result.path, cfg, sampler, precision), result.path, result.summary())
+            ship.add(_variant(kind, result.path, cfg, sampling, precision), result.path, result.summary())
             advance(1)
         if "restore" in graphs:
             unet = next(ship.files[v.graph] for v in ship.variants if v.kind == "unet")
-            restore = export_restore(Path(unet).read_bytes(), task, cfg.multiple_of, sampler, tile, overlap,
+            restore = export_restore(Path(unet).read_bytes(), task, cfg.multiple_of, sampling, tile, overlap,
                                      precision, ship.work, frame)
             for variant, path, summary in restore:
                 ship.variants.insert(0 if variant.pixels == "uint8" else 1, variant)
@@ -121,10 +122,9 @@ def _from_model(model: str, ship: _Shipment, graphs: tuple[str, ...], precision:
                     variants=ship.variants)
 
 
-def _variant(kind: str, path: Path, cfg, sampler: Sampler, precision: Precision) -> Variant:
+def _variant(kind: str, path: Path, cfg, sampling: Sampling, precision: Precision) -> Variant:
     return make_variant(f"{kind}-{precision}", path.name, kind, cfg.task.name,  # type: ignore[arg-type]
-                        cfg.task.cond_channels, sampler.steps, sampler.prediction,  # type: ignore[arg-type]
-                        sampler.temperature, sampler.residual_scale, precision)
+                        cfg.task.cond_channels, sampling, precision)
 
 
 def _onnx_network(path: Path, graphs: tuple[str, ...], precision: str) -> list[str]:
@@ -163,7 +163,7 @@ def _from_bundle(source: Path, ship: _Shipment, graphs: tuple[str, ...], format:
     for v in keep:
         path = ship.work / v.graph
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(bundle.files[v.graph])
+        path.write_bytes(bundle.read(v.graph))
         ship.add(v, path, next((c for c in m.producer.get("checks", []) if c.get("file") == v.graph), {}))
     tile = tile or m.tile
     overlap = m.overlap if overlap is None and tile == m.tile else overlap
@@ -172,9 +172,8 @@ def _from_bundle(source: Path, ship: _Shipment, graphs: tuple[str, ...], format:
         unet = next((v for v in keep if v.kind == "unet"), None)
         if unet is None:
             raise ConfigError(f"{source}: has no UNet graph to compose restore graphs from")
-        sampler = Sampler(unet.steps, unet.prediction, unet.temperature, unet.residual_scale)
         for i, (variant, path, summary) in enumerate(export_restore(
-                bundle.files[unet.graph], m.task, m.multiple_of, sampler, tile, overlap, unet.precision,
+                bundle.read(unet.graph), m.task, m.multiple_of, unet.sampling, tile, overlap, unet.precision,
                 ship.work, frame)):
             ship.variants.insert(i, variant)
             ship.files[path.name] = path

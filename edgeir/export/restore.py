@@ -6,14 +6,13 @@ frame several tiles wide, and TensorRT readiness. Torch-free, so it also runs on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
 
 from edgeir.bundle.manifest import Precision, Variant, make_variant
-from edgeir.diffusion.steps import Step, noise_channels
+from edgeir.diffusion.steps import Sampling, noise_channels
 from edgeir.errors import ConfigError, QualityGateError
 from edgeir.graphs import layout
 from edgeir.graphs.ort import open_session
@@ -27,16 +26,6 @@ from edgeir.tasks import Degraded, Task
 # Pillow's to a few ulps). INT8: the same few ulps reach a quantizer's rounding tie now and then, and one step
 # of one activation moves a pixel by up to a few uint8 levels.
 TOLERANCE = {"fp32": 1e-3, "fp16": 1e-2, "int8": 4e-2}
-
-
-@dataclass(frozen=True)
-class Sampler:
-    """What a restore graph bakes in besides the network."""
-
-    steps: list[Step]
-    prediction: str
-    temperature: float
-    residual_scale: float
 
 
 def test_frames(task: Task, tile: int, seed: int = 0) -> dict[str, Degraded]:
@@ -71,18 +60,16 @@ def feeds(task: Task, variant: Variant, multiple_of: int, d: Degraded, noise: np
     return {**frame, "noise": noise, **layout.maps(h, w, variant.tile, variant.overlap, multiple_of)}  # type: ignore
 
 
-def reference(session, task: Task, sampler: Sampler, tile: int, overlap: int, multiple_of: int, d: Degraded,
+def reference(session, task: Task, sampling: Sampling, tile: int, overlap: int, multiple_of: int, d: Degraded,
               noise: np.ndarray) -> np.ndarray:
     """The host loop's HxWx3 image in [0, 1] for ``d`` over a UNet graph's ``session``, composed as the task
     composes."""
     cond = np.ascontiguousarray(task.condition(d).transpose(2, 0, 1))
-    out = host_restore(lambda f: session.run(None, f)[0], cond, noise[0], sampler.steps,
-                       sampler.prediction, sampler.temperature, sampler.residual_scale, tile, overlap,  # type: ignore
-                       multiple_of)
+    out = host_restore(lambda f: session.run(None, f)[0], cond, noise[0], sampling, tile, overlap, multiple_of)
     return task.compose(out.transpose(1, 2, 0), d)
 
 
-def export_restore(unet: bytes, task: Task, multiple_of: int, sampler: Sampler, tile: int, overlap: int,
+def export_restore(unet: bytes, task: Task, multiple_of: int, sampling: Sampling, tile: int, overlap: int,
                    precision: Precision, out_dir: Path, frame: DimRange) -> list[tuple[Variant, Path, dict]]:
     """Both restore graphs (uint8 and float32 pixels) of ``unet``, checked, in ``out_dir``; with each, its
     variant and a summary of the checks. ``frame``: the output frame sides TensorRT readiness is judged for."""
@@ -93,27 +80,25 @@ def export_restore(unet: bytes, task: Task, multiple_of: int, sampler: Sampler, 
     model = onnx.load_from_string(unet)
     frames = test_frames(task, tile)
     rng = np.random.default_rng(0)
-    noises = {k: rng.standard_normal((1, noise_channels(sampler.steps), *np.multiply(d.image.shape[:2], task.scale)),
+    noises = {k: rng.standard_normal((1, noise_channels(sampling.steps), *np.multiply(d.image.shape[:2], task.scale)),
                                      dtype=np.float32) for k, d in frames.items()}
     session = open_session(unet)
-    expected = {k: reference(session, task, sampler, tile, overlap, multiple_of, d, noises[k])
+    expected = {k: reference(session, task, sampling, tile, overlap, multiple_of, d, noises[k])
                 for k, d in frames.items()}
     results = []
     for pixels in ("uint8", "float32"):
-        graph = restore_graph(model, task.name, task.scale, task.cond_channels, sampler.steps,
-                              sampler.prediction, sampler.temperature, sampler.residual_scale,  # type: ignore
-                              overlap, pixels)  # type: ignore[arg-type]
+        graph = restore_graph(model, task.name, task.scale, task.cond_channels, sampling, overlap,
+                              pixels)  # type: ignore[arg-type]
         suffix = "" if pixels == "uint8" else ".float"
         path = out_dir / f"restore.{precision}{suffix}.onnx"
         onnx.save(graph, str(path))
         variant = make_variant(f"restore-{precision}{'-float' if suffix else ''}", path.name, "restore", task.name,
-                               task.cond_channels, sampler.steps, sampler.prediction,  # type: ignore[arg-type]
-                               sampler.temperature, sampler.residual_scale, precision, tile=tile,
-                               overlap=overlap, pixels=pixels)  # type: ignore[arg-type]
+                               task.cond_channels, sampling, precision, tile=tile, overlap=overlap,
+                               pixels=pixels)  # type: ignore[arg-type]
         diffs = _parity(path, task, variant, multiple_of, frames, noises, expected)
         results.append((variant, path, {
             "kind": "restore", "file": path.name, "precision": precision, "pixels": pixels,
-            "steps": len(sampler.steps), "tile": tile, "overlap": overlap, "max_abs_diff": diffs,
+            "steps": len(sampling.steps), "tile": tile, "overlap": overlap, "max_abs_diff": diffs,
             "gate": TOLERANCE[precision], "reference": "host loop over the UNet graph (edgeir.graphs.reference)",
             "nodes": len(graph.graph.node), "bytes": path.stat().st_size,
             "tensorrt_problems": check_tensorrt(graph, frame_profile(task.scale, tile, overlap, multiple_of,

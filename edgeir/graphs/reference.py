@@ -7,20 +7,19 @@ against and what ``tools/bench_runtime.py`` times as the host-side path.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 
 from edgeir.diffusion.sample import sample
-from edgeir.diffusion.steps import Prediction, Step, to_image, to_x0
+from edgeir.diffusion.steps import Sampling, Step, to_image, to_x0
 from edgeir.graphs import layout
 
 UNet = Callable[[dict[str, np.ndarray]], np.ndarray]  # {"x_t", "t", "condition"} -> prediction
 
 
-def host_restore(unet: UNet, cond: np.ndarray, noise: np.ndarray, steps: Sequence[Step], prediction: Prediction,
-                 temperature: float, residual_scale: float, tile: int, overlap: int, multiple_of: int
-                 ) -> np.ndarray:
+def host_restore(unet: UNet, cond: np.ndarray, noise: np.ndarray, sampling: Sampling, tile: int, overlap: int,
+                 multiple_of: int) -> np.ndarray:
     """(C, H, W) condition in [-1, 1] and (K, H, W) noise -> the (3, H, W) image in [0, 1], before the task's
     composition (inpainting keeps its known pixels) and rounding to pixels."""
     _, h, w = cond.shape
@@ -31,8 +30,9 @@ def host_restore(unet: UNet, cond: np.ndarray, noise: np.ndarray, steps: Sequenc
 
     def x0(x_t: np.ndarray, step: Step) -> np.ndarray:
         t.fill(step.t)
-        return to_x0(unet({"x_t": x_t, "t": t, "condition": c}), x_t, step.sqrt_ab, step.sqrt_1mab, prediction)
+        pred = unet({"x_t": x_t, "t": t, "condition": c})
+        return to_x0(pred, x_t, step.sqrt_ab, step.sqrt_1mab, sampling.prediction)
 
-    residual = sample(x0, z[:, :3] * np.float32(temperature), list(steps), lambda like: next(fresh))
-    return layout.blend(to_image(residual, c[:, :3], residual_scale), maps["row_weights"], maps["col_weights"], h, w,
-                        overlap)
+    x = sample(x0, z[:, :3] * np.float32(sampling.temperature), list(sampling.steps), lambda like: next(fresh))
+    image = to_image(x, c[:, :3], sampling.residual_scale, sampling.target)
+    return layout.blend(image, maps["row_weights"], maps["col_weights"], h, w, overlap)

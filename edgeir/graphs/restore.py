@@ -20,7 +20,6 @@ Q/DQ graph), so INT8 models get it too. Inside, in order:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -28,7 +27,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from edgeir.diffusion.sample import sample
-from edgeir.diffusion.steps import Prediction, Step, noise_channels, to_image, to_x0
+from edgeir.diffusion.steps import Sampling, Step, noise_channels, to_image, to_x0
 from edgeir.graphs.build import GraphBuilder, Sym
 
 Pixels = Literal["uint8", "float32"]
@@ -36,13 +35,12 @@ ONNX_TYPE = {"uint8": TensorProto.UINT8, "float32": TensorProto.FLOAT, "int64": 
 INT_MAX = np.iinfo(np.int64).max
 
 
-def restore_graph(unet: onnx.ModelProto, task: str, scale: int, cond_channels: int, steps: Sequence[Step],
-                  prediction: Prediction, temperature: float, residual_scale: float, overlap: int,
-                  pixels: Pixels = "uint8") -> onnx.ModelProto:
+def restore_graph(unet: onnx.ModelProto, task: str, scale: int, cond_channels: int, sampling: Sampling,
+                  overlap: int, pixels: Pixels = "uint8") -> onnx.ModelProto:
     """The restore graph of a network given as its UNet graph (inputs ``x_t``, ``t``, ``condition``). Tile
     sizes come with the index maps it is fed; ``overlap`` is built in."""
     b = GraphBuilder(next(o.version for o in unet.opset_import if o.domain in ("", "ai.onnx")))
-    k = noise_channels(list(steps))
+    k = noise_channels(sampling.steps)
     inputs = []
     # The condition is kept channels-last, as frames come: the Resize in between runs on NCHW (the form
     # TensorRT's cubic resize takes), and onnxruntime cancels the transpose pair around it to run its far faster
@@ -79,11 +77,11 @@ def restore_graph(unet: onnx.ModelProto, task: str, scale: int, cond_channels: i
     def x0(x_t: Sym, step: Step) -> Sym:
         t = b.op("Expand", b.const([float(step.t)]), count)
         pred = _inline(b, unet, {"x_t": x_t, "t": t, "condition": cond_tiles}, weights, f"step{step.t}/")
-        return to_x0(pred, x_t, step.sqrt_ab, step.sqrt_1mab, prediction)
+        return to_x0(pred, x_t, step.sqrt_ab, step.sqrt_1mab, sampling.prediction)
 
-    residual = sample(x0, _channels(b, noise_tiles, 0, 3) * float(temperature), list(steps),
-                      lambda like: next(chunks))
-    tiles = to_image(residual, _channels(b, cond_tiles, 0, 3), residual_scale)
+    x = sample(x0, _channels(b, noise_tiles, 0, 3) * float(sampling.temperature), list(sampling.steps),
+               lambda like: next(chunks))
+    tiles = to_image(x, _channels(b, cond_tiles, 0, 3), sampling.residual_scale, sampling.target)
     frame = _blend(b, tiles, cond, tile_hw, overlap)  # (1, H, W, 3)
     if task == "inpaint":  # known pixels are the condition's, exactly: (2 v - 1) * 0.5 + 0.5 == v
         known = _channels(b, cond, 0, 3, axis=3) * 0.5 + 0.5

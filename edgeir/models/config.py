@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edgeir.diffusion.schedules import ScheduleKind, spaced_timesteps
+from edgeir.diffusion.steps import Target
 from edgeir.models.unet import UNetConfig
 from edgeir.tasks import TaskConfig
 
@@ -74,7 +75,10 @@ class RestorerConfig(_Strict):
     prediction: Literal["eps", "v", "x0"] = "x0"
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     task: TaskConfig
-    # The network works on (ground truth - base image) * residual_scale, so its target has roughly unit scale.
+    # What the network's clean sample is: "residual", (ground truth - the condition's base image) *
+    # residual_scale, which has roughly unit scale (edgeir's own networks); or "image", the ground truth itself in
+    # [-1, 1] (times residual_scale), as most published restorers are trained.
+    target: Target = "residual"
     residual_scale: float = Field(1.0, gt=0)
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
     provenance: dict[str, Any] = Field(default_factory=dict)

@@ -12,7 +12,7 @@ from torch import nn
 
 from edgeir.diffusion.sample import sample
 from edgeir.diffusion.schedules import alphas_cumprod
-from edgeir.diffusion.steps import Step, ddim_steps, to_image, to_x0
+from edgeir.diffusion.steps import Sampling, Step, ddim_steps, to_image, to_x0
 from edgeir.models import layer_sizes
 from edgeir.models.config import DiffusersUNetSpec, EdgeUNetSpec, RestorerConfig
 from edgeir.models.denoiser import Denoiser
@@ -59,6 +59,11 @@ class RestorerModel(nn.Module):
         eta = (1.0 if s.kind == "ddpm" else s.eta) if eta is None else eta
         return ddim_steps(self.alphas_cumprod, ts, eta)
 
+    def sampling(self, steps: int | None = None) -> Sampling:
+        """Its sampler as the exported graphs bake it in."""
+        c = self.config
+        return Sampling(self.steps(steps), c.prediction, c.sampler.temperature, c.residual_scale, c.target)
+
     def x0(self, x_t: torch.Tensor, step: Step, cond: torch.Tensor) -> torch.Tensor:
         t = torch.full((x_t.shape[0],), float(step.t), device=x_t.device)
         pred = self.denoiser(x_t, t, cond)
@@ -77,7 +82,7 @@ class RestorerModel(nn.Module):
 
     def to_image(self, residual: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Image in [0, 1] from the sampled residual and the condition's base image."""
-        return to_image(residual, cond[:, :3], self.config.residual_scale)
+        return to_image(residual, cond[:, :3], self.config.residual_scale, self.config.target)
 
     def restore_tensor(self, cond: torch.Tensor, noise: torch.Tensor, steps: list[Step] | None = None,
                        generator: torch.Generator | None = None) -> torch.Tensor:

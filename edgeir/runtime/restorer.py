@@ -80,7 +80,7 @@ class Restorer:
         cache = cache_root() / "engines" / bundle.digest
 
         def open_variant(chosen: Variant, name: str = backend) -> tuple[Session, str, list[str]]:
-            return open_backend(name, bundle.files[chosen.graph], chosen, cache, threads, workspace_mb)
+            return open_backend(name, bundle.read(chosen.graph), chosen, cache, threads, workspace_mb)
 
         session, used, notes = open_variant(v)
         return cls(bundle, v, session, used, notes, max_call_pixels, open_variant)

@@ -11,11 +11,12 @@ from edgeir.models.config import RestorerConfig
 
 
 def make_pair(gt: np.ndarray, config: RestorerConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(target residual, condition), both float32 HxWxC; ``gt`` is HxWx3 in [0, 1]."""
+    """(the network's clean target, condition), both float32 HxWxC; ``gt`` is HxWx3 in [0, 1]."""
     task = config.task
     gt = task.crop_gt(gt)
     cond = task.condition(task.degrade(gt, rng))
-    target = (gt * 2 - 1 - cond[..., :3]) * config.residual_scale
+    base = cond[..., :3] if config.target == "residual" else 0
+    target = (gt * 2 - 1 - base) * config.residual_scale
     return target.astype(np.float32), cond.astype(np.float32)
 
 
