@@ -114,7 +114,11 @@ def train_cmd(preset, out, work, iters, batch, patch, lr, device, workers, max_m
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @user_errors
 def restore_cmd(bundle, inputs, outdir, variant, seed, backend, plan, as_json):
-    """Restore image files, folders or globs INPUTS with BUNDLE. Exit 1 if some inputs failed."""
+    """Restore image files, folders or globs INPUTS with BUNDLE.
+
+    Each input that fails prints one line 'error: FILE: problem' on stderr and the rest are restored.
+    Exit 0 when every input was restored, 1 when any failed, 2 when nothing could start (a bad bundle or
+    plan, -o naming a file)."""
     from edgeir.commands.restore import run_restore
 
     result = run_restore(bundle, list(inputs), outdir, variant, seed, backend, plan)
@@ -126,8 +130,8 @@ def restore_cmd(bundle, inputs, outdir, variant, seed, backend, plan, as_json):
                    + f", variant {result['variant']}, tile {result['tile']}", err=True)
         for item in result["restored"]:
             click.echo(f"{item['input']} -> {item['output']} ({item['ms']:.0f} ms)")
-        for item in result["failed"]:
-            click.echo(f"failed: {item['error']}", err=True)
+    for item in result["failed"]:
+        click.echo(f"error: {item['error']}", err=True)
     sys.exit(1 if result["failed"] else 0)
 
 
@@ -136,10 +140,13 @@ def restore_cmd(bundle, inputs, outdir, variant, seed, backend, plan, as_json):
 @click.option("--size", help="Output size HxW, e.g. 512x512.")
 @click.option("--budget-ms", type=click.FloatRange(min=0, min_open=True),
               help="Latency budget: choose the variant that meets it at p95; exit 1 if none does.")
+@click.option("--memory-mb", type=click.FloatRange(min=0, min_open=True),
+              help="Memory budget for a restore (host RSS on the CPU, GPU memory on a GPU): run each variant with "
+              "the first tile and band size whose measured peak fits; exit 2 if nothing fits.")
 @click.option("--device", "profile", help="Device profile (recipes/devices/NAME.yaml, or a file): its size, "
-              "p95 budget, backend, precision and TensorRT workspace, unless given explicitly.")
+              "p95 budget, memory budget, backend, precision and TensorRT workspace, unless given explicitly.")
 @click.option("--runs", type=click.IntRange(1), default=20, show_default=True)
-@click.option("--variant", help="Measure this restore graph instead of planning.")
+@click.option("--variant", help="Measure this restore graph (with a budget: plan its tiles and bands only).")
 @click.option("--stream", is_flag=True, help="Restore RUNS same-size frames as a stream (Restorer.stream): "
               "frames per second and per-frame percentiles.")
 @click.option("--backend", default="auto", show_default=True,
@@ -148,9 +155,9 @@ def restore_cmd(bundle, inputs, outdir, variant, seed, backend, plan, as_json):
               "(default: the edgeir cache).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @user_errors
-def bench_cmd(bundle, size, budget_ms, profile, runs, variant, stream, backend, plan_out, as_json):
+def bench_cmd(bundle, size, budget_ms, memory_mb, profile, runs, variant, stream, backend, plan_out, as_json):
     """Latency (p50/p95/p99, graph and host time apart) and peak memory of whole restores at output SIZE."""
-    from edgeir.commands.bench import run_bench
+    from edgeir.commands.bench import run_bench, table
 
     workspace_mb = 1024
     if profile:
@@ -159,25 +166,32 @@ def bench_cmd(bundle, size, budget_ms, profile, runs, variant, stream, backend, 
         p = load_profile(profile)
         size = size or p.size
         budget_ms = budget_ms if budget_ms is not None else p.p95_budget_ms
+        memory_mb = memory_mb if memory_mb is not None else p.memory_mb
         backend = p.runtime_backend if backend == "auto" else backend
         variant = variant or preferred_variant(bundle, p)
         workspace_mb = p.workspace_mb
     if not size:
         raise click.UsageError("give --size HxW or --device PROFILE")
-    result = run_bench(bundle, size, budget_ms, runs, backend, variant, plan_out, stream, workspace_mb)
+    result = run_bench(bundle, size, budget_ms, runs, backend, variant, plan_out, stream, workspace_mb, memory_mb)
     if profile:
-        result["device_profile"] = {"name": p.name, "status": p.status, "p95_budget_ms": p.p95_budget_ms}
+        result["device_profile"] = {"name": p.name, "status": p.status, "p95_budget_ms": p.p95_budget_ms,
+                                    "memory_mb": p.memory_mb}
     if as_json:
         print_json(result)
     else:
         rate = f", {result['fps']:.1f} frames/s" if stream else ""
+        memory = ("not measured (no cuda-python)" if result["peak_mb"] is None else
+                  f"{result['peak_mb']:.0f} MB {'RSS' if result['backend'] == 'ort-cpu' else 'on the GPU'}")
+        click.echo(table(result))
         click.echo(f"{result['size']} on {result['backend']} (variant {result['variant']}, tile {result['tile']}): "
                    f"p50 {result['p50_ms']:.1f} ms, p95 {result['p95_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms"
                    f"{rate}; per frame {result['graph_ms']:.1f} ms in the graph, {result['host_ms']:.1f} ms on the "
-                   f"host; peak RSS {result['peak_rss_mb']:.0f} MB")
-        if budget_ms is not None:
-            verdict = "within" if result["within_budget"] else "OVER"
-            click.echo(f"{verdict} the {budget_ms:g} ms budget; plan recorded in {result.get('plan_file', '-')}")
+                   f"host; peak memory {memory}")
+        if budget_ms is not None or memory_mb is not None:
+            verdicts = [] if budget_ms is None else [
+                f"{'within' if result['within_budget'] else 'OVER'} the {budget_ms:g} ms budget"]
+            verdicts += [] if memory_mb is None else [f"within the {memory_mb:g} MB memory budget"]
+            click.echo(f"{', '.join(verdicts)}; plan recorded in {result['plan_file']}")
     sys.exit(0 if result["within_budget"] is not False else 1)
 
 
@@ -187,9 +201,10 @@ def bench_cmd(bundle, size, budget_ms, profile, runs, variant, stream, backend, 
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in OUT from its last finished stage.")
 @click.option("--device", help="cuda or cpu (default: cuda when available).")
+@click.option("--trust-pickle", is_flag=True, help="Allow loading a .pt/.pth state dict you made yourself.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @user_errors
-def compress_cmd(model, recipe, out, resume, device, as_json):
+def compress_cmd(model, recipe, out, resume, device, trust_pickle, as_json):
     """Compress MODEL (default: the recipe's teacher) by the recipe's stages; writes OUT/report.json and one
     model folder per stage. Under torchrun, distillation trains with DistributedDataParallel."""
     from edgeir.commands.compress import read_report, report_table, run_compress
@@ -197,7 +212,7 @@ def compress_cmd(model, recipe, out, resume, device, as_json):
     from edgeir.train import ddp
 
     try:
-        report = run_compress(model, recipe, out, resume, device)
+        report = run_compress(model, recipe, out, resume, device, trust_pickle)
     except QualityGateError:
         report = read_report(out)
         if report is not None and ddp.is_main():
@@ -206,7 +221,7 @@ def compress_cmd(model, recipe, out, resume, device, as_json):
     if ddp.is_main():
         from edgeir.report.build import build_report
 
-        build_report(out)  # report.md, grid.png, pareto.png beside report.json
+        build_report(out, trust_pickle)  # report.md, grid.png, pareto.png beside report.json
         print_json(report) if as_json else report_table(report, out)
 
 
@@ -261,12 +276,13 @@ def export_cmd(model, out, fmt, precision, graph, tile, overlap, opset, batch, s
 
 @main.command("report")
 @click.argument("run", type=click.Path(path_type=Path))
+@click.option("--trust-pickle", is_flag=True, help="The run's model is a .pt/.pth state dict you made yourself.")
 @user_errors
-def report_cmd(run):
+def report_cmd(run, trust_pickle):
     """report.md, grid.png and pareto.png for a compression RUN folder."""
     from edgeir.report.build import build_report
 
-    for path in build_report(run):
+    for path in build_report(run, trust_pickle):
         click.echo(f"wrote {path}")
 
 

@@ -1,6 +1,6 @@
-"""Device budget profiles (recipes/devices/*.yaml): the size, p95 latency budget, precision and TensorRT
-workspace a product needs on a device. Their budgets are targets; only ``edgeir bench`` on the device itself
-turns them into measurements."""
+"""Device budget profiles (recipes/devices/*.yaml): the size, p95 latency budget, memory budget, precision and
+TensorRT workspace a product needs on a device. Their budgets are targets; only ``edgeir bench`` on the device
+itself turns them into measurements."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import re
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from edgeir.configfile import read_yaml
 from edgeir.errors import ConfigError, validation_message
 
 PROFILES = Path(__file__).resolve().parent.parent / "recipes" / "devices"
@@ -27,6 +27,9 @@ class DeviceProfile(BaseModel):
     precision: Literal["fp32", "fp16", "int8"]
     backend: Literal["tensorrt", "onnxruntime-cuda", "onnxruntime-cpu"]
     workspace_mb: int = Field(ge=0)
+    # What one restore may take (host RSS on the CPU, GPU memory on a GPU); the planner picks tile and band size
+    # to fit it. None: no memory budget.
+    memory_mb: float | None = Field(None, gt=0, allow_inf_nan=False)
 
     @field_validator("size")
     @classmethod
@@ -56,10 +59,9 @@ def load_profile(name_or_path: str) -> DeviceProfile:
         path = PROFILES / f"{name_or_path}.yaml"
     if not path.exists():
         raise ConfigError(f"{name_or_path}: no such device profile (known: {', '.join(available())})")
+    raw = read_yaml(path, "device profile")
     try:
-        return DeviceProfile.model_validate(yaml.safe_load(path.read_text()))
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+        return DeviceProfile.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(f"{path}: {validation_message(e)}") from None
 

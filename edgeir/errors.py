@@ -1,5 +1,7 @@
 """Errors a user can cause. The CLI prints their message as one line and exits non-zero."""
 
+import re
+
 
 class EdgeirError(Exception):
     """Base of every user-facing error; the message must make sense on its own, on one line."""
@@ -33,3 +35,13 @@ def validation_message(e: Exception) -> str:
     err = errors()[0]
     where = ".".join(str(p) for p in err["loc"]) or "top level"
     return f"{where}: {err['msg']}"
+
+
+def brief(e: BaseException | str, limit: int = 160, first_line: bool = False) -> str:
+    """An error's message as one line that ends cleanly: cut at a word, with an ellipsis, and without the
+    terminal escapes some libraries put in theirs; ``first_line`` for libraries whose later lines are a trace."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip() or type(e).__name__
+    text = " ".join((text.splitlines()[0] if first_line else text).split())
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0].rstrip(",;:(") + " ..."

@@ -10,7 +10,9 @@ import numpy as np
 
 from edgeir.data.builtin import builtin_images
 from edgeir.data.images import list_images, read_rgb
+from edgeir.errors import ImageError
 from edgeir.metrics import mean_metrics, measure
+from edgeir.metrics.fidelity import SSIM_WINDOW
 from edgeir.progress import progress_bar
 from edgeir.tasks import Degraded, Task
 
@@ -41,9 +43,21 @@ def degrade_set(task: Task, images: Sequence[tuple[str, np.ndarray]], size: int 
     return out
 
 
+def _check_scorable(task: Task, cases: list[tuple[str, np.ndarray, Degraded]]) -> None:
+    """SSIM's window must fit in what is scored: the ground truth less a ``task.scale`` border."""
+    for name, gt, _ in cases:
+        h, w = gt.shape[:2]
+        if min(h, w) - 2 * task.scale < SSIM_WINDOW:
+            need = -(-(SSIM_WINDOW + 2 * task.scale) // task.scale) * task.scale  # crops are multiples of it
+            raise ImageError(f"{name}: {w}x{h} is too small to score: SSIM's {SSIM_WINDOW}-pixel window needs "
+                             f"{need}x{need} or more (a {task.scale}-pixel border is not scored); raise eval's "
+                             "--size or a recipe's data.eval_size")
+
+
 def evaluate(restore, task: Task, cases: list[tuple[str, np.ndarray, Degraded]], baseline: bool = True,
              label: str = "eval") -> dict:
     """``restore(degraded, index) -> image``. Returns per-image rows and means for the model and baseline."""
+    _check_scorable(task, cases)
     rows, base_rows = [], []
     with progress_bar(label, total=len(cases)) as advance:
         for i, (name, gt, d) in enumerate(cases):

@@ -29,6 +29,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = _sibling(path, "tmp")
     try:
         yield tmp
+        _as_created(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -59,8 +60,32 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
 
 def replace_dir(new: Path, target: Path) -> None:
     """Put folder ``new`` where ``target`` is: the old one is moved aside first, so one of them is always there."""
+    _as_created(new)
     old = _sibling(target, "old")
     if target.exists():
         os.replace(target, old)
     os.replace(new, target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _as_created(path: Path) -> None:
+    """Give ``path``, and all a folder holds, the mode open() and mkdir() give under the umask: some writers
+    (safetensors, tempfile) make their files private (0600), and a model or bundle is shared."""
+    mask = _umask()
+    for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        if not p.is_symlink():
+            p.chmod((0o777 if p.is_dir() else 0o666) & ~mask)
+
+
+def _umask() -> int:
+    """The process's umask. Linux reports it in /proc; elsewhere the only way is to set it and set it back, which
+    for that instant loosens the mode of files other threads create."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

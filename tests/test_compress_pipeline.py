@@ -48,11 +48,11 @@ def test_a_run_writes_one_loadable_model_per_stage_and_a_report(tmp_path, monkey
 
     def record(models, degraded, **kw):
         timed.append([len(m.steps()) for m in models])
-        ms = latency.restore_latency_ms(models, degraded, runs=1, **kw)
+        ms = latency.onnxruntime_restore_latency_ms(models, degraded, runs=1, **kw)
         timed.append(ms)
         return ms
 
-    monkeypatch.setattr(pipeline, "restore_latency_ms", record)
+    monkeypatch.setattr(pipeline, "onnxruntime_restore_latency_ms", record)
     report = compress(parse_recipe(raw), tmp_path / "out")
     out = tmp_path / "out"
     assert report == json.loads((out / "report.json").read_text())

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "edgeir"
-BASE = ("graphs", "bundle", "files", "errors", "timing", "progress")
+BASE = ("graphs", "bundle", "files", "configfile", "errors", "timing", "progress")
 ABOVE_BASE = ("export", "runtime", "compress", "models", "load", "train", "commands", "cli", "report")
 # (layer, what it must not import); each row is one of the architecture's rules.
 FORBIDDEN = {

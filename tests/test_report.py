@@ -29,6 +29,9 @@ def test_report_tables_every_stage_with_the_run_s_own_numbers(tmp_path):
         assert table[stage["stage"]][psnr_col] == f"{stage['metrics']['psnr']:.2f}"
         assert table[stage["stage"]][0] == str(stage["metrics"]["steps"])
     assert table["teacher"][psnr_col] == f"{report['teacher']['psnr']:.2f}"
+    ms_col = table["stage"].index("latency ms (onnxruntime CPU, 2 threads)")  # the engine every row was timed on
+    ms = report["stages"][1]["metrics"]["latency_ms"]
+    assert table["02-distill"][ms_col] == (f"{ms:.1f}" if ms >= 1 else f"{ms:.2f}")
     assert re.search(r"01-distill gates: max_psnr_drop .* pass", md)
     assert "![grid](grid.png)" in md and "![pareto](pareto.png)" in md
 

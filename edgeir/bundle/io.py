@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from pydantic import ValidationError
 
 from edgeir.bundle.manifest import Manifest
-from edgeir.errors import CheckpointError, validation_message
+from edgeir.errors import CheckpointError, brief, validation_message
 from edgeir.files import atomic_dir, atomic_path
 
 MANIFEST = "manifest.json"
@@ -150,7 +150,7 @@ def load_bundle(path: str | Path) -> Bundle:
     try:
         return _load(path, _Zip(path))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, NotImplementedError) as e:
-        raise CheckpointError(f"{path}: not a readable bundle ({type(e).__name__}: {str(e)[:80]})") from None
+        raise CheckpointError(f"{path}: not a readable bundle ({type(e).__name__}: {brief(e, 80)})") from None
 
 
 def _load(path: Path, src: _Folder | _Zip) -> Bundle:
@@ -164,7 +164,7 @@ def _load(path: Path, src: _Folder | _Zip) -> Bundle:
     except RecursionError:
         raise CheckpointError(f"{path}: {MANIFEST} is not a manifest (nested too deeply)") from None
     except (ValueError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: {MANIFEST} is not a manifest ({str(e)[:80]})") from None
+        raise CheckpointError(f"{path}: {MANIFEST} is not a manifest ({brief(e, 80)})") from None
     if not isinstance(raw, dict):
         raise CheckpointError(f"{path}: {MANIFEST} is not a manifest (not a JSON object)")
     if raw.get("format") != "edgeir.bundle/1" and raw.get("digest") != manifest_digest(raw):

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
@@ -15,8 +19,29 @@ from edgeir.compress.recipe import load_recipe
 
 
 def run_compress(model: str | None, recipe_file: str | Path, out: str | Path, resume: bool = False,
-                 device: str | None = None) -> dict:
-    return compress(load_recipe(recipe_file), out, model, resume, device, recipe_file=str(recipe_file))
+                 device: str | None = None, trust_pickle: bool = False) -> dict:
+    recipe = load_recipe(recipe_file)
+    with terminate_as_interrupt():
+        return compress(recipe, out, model, resume, device, recipe_file=str(recipe_file), trust_pickle=trust_pickle)
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``, a job scheduler's time limit, a container stopping) ends the block as Ctrl-C does, so
+    the pipeline records the run as interrupted and resumable instead of dying with report.json saying
+    "running". Only the main thread may set a handler; elsewhere SIGTERM keeps its default."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"terminated by {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def read_report(out: str | Path) -> dict | None:
@@ -32,14 +57,17 @@ def _num(x: float | None, fmt: str) -> str:
 
 def report_table(report: dict, out: str | Path, console: Console | None = None) -> None:
     """One row for the teacher and one per stage: cost, the four quality sides, and the gates' verdict."""
-    table = Table(title=f"edgeir compress: {report['recipe']['name']} ({report['status']})")
+    # A header as long as the engine's name would squeeze every other column.
+    timed = report["teacher"].get("latency_backend")
+    table = Table(title=f"edgeir compress: {report['recipe']['name']} ({report['status']})",
+                  caption=f"ms/img: {timed}, the teacher and every stage timed together" if timed else None)
     for col in ("model", "steps", "params", "GMAC/img", "ms/img", "PSNR", "SSIM", "HaarPSI", "detail",
                 "PSNR vs teacher", "gates"):
         table.add_column(col, justify="left" if col in ("model", "gates") else "right", no_wrap=True)
 
     def row(label: str, m: dict, gates: str) -> list[str]:
         return [label, str(m["steps"]), f"{m['params'] / 1e6:.2f}M", f"{m['macs'] / 1e9:.1f}",
-                _num(m["latency_ms"], ".0f"), _num(m["psnr"], ".2f"), _num(m["ssim"], ".4f"),
+                _num(m.get("latency_ms"), ".0f"), _num(m["psnr"], ".2f"), _num(m["ssim"], ".4f"),
                 _num(m["haarpsi"], ".4f"), _num(m["detail"], ".3f"), _num(m.get("psnr_vs_teacher"), ".2f"),
                 gates]
 

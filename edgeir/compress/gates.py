@@ -10,7 +10,6 @@ teacher's output from the same noise) — and a recipe gates detail and faithful
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,17 +84,14 @@ def measure_model(restorer: RestorerModel, cases: Cases, seed: int, reference: l
                   label: str = "eval") -> tuple[dict, list[np.ndarray]]:
     """Metrics of ``restorer`` (its default sampler) on ``cases``, image ``i`` restored from noise seed
     ``seed + i``, and its outputs. ``reference`` (the teacher's outputs for the same seeds) adds
-    ``psnr_vs_teacher``. Latency is the median wall time of one whole restoration at the eval size."""
+    ``psnr_vs_teacher``. Costs are parameters and MACs; latency is timed apart (``edgeir.compress.latency``),
+    all models together, since timing each as it is evaluated compares machine loads as much as models."""
     task = restorer.config.task
     outputs: list[np.ndarray] = []
-    seconds: list[float] = []
 
     def restore(d: Degraded, i: int) -> np.ndarray:
-        start = time.perf_counter()
-        out = restorer.restore(d, seed=seed + i)
-        seconds.append(time.perf_counter() - start)
-        outputs.append(out)
-        return out
+        outputs.append(restorer.restore(d, seed=seed + i))
+        return outputs[-1]
 
     restorer.eval()
     metrics = dict(evaluate(restore, task, cases, baseline=False, label=label)["model"])
@@ -107,5 +103,5 @@ def measure_model(restorer: RestorerModel, cases: Cases, seed: int, reference: l
     steps = len(restorer.steps())
     per_eval = macs(restorer, h, w)
     metrics.update(steps=steps, params=params(restorer), macs_per_step=per_eval, macs=per_eval * steps,
-                   latency_ms=1000 * float(np.median(seconds)), eval_size=[h, w])
+                   eval_size=[h, w])
     return metrics, outputs

@@ -1,6 +1,8 @@
 """What compression is judged on besides quality: latency, timed together (``edgeir.timing``) for the models
-a table compares. Whole restorations for the stage table; one UNet evaluation in onnxruntime for pruning, whose
-MACs do not predict latency (``edgeir.compress.cost``)."""
+a table compares, every network run by the same engine: onnxruntime on the CPU, which runs an INT8 stage's
+graph anyway. Timing torch FP32 stages against an onnxruntime INT8 one compared two engines, not two models
+(an INT8 stage looked 3x faster in the table and was slower than FP32 in the runtime). Whole restorations for
+the stage table; one UNet evaluation for pruning, whose MACs do not predict latency (``edgeir.compress.cost``)."""
 
 from __future__ import annotations
 
@@ -9,25 +11,56 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from edgeir.export.unet import export_unet
 from edgeir.graphs.ort import open_session
+from edgeir.models.onnx_net import OnnxNet
 from edgeir.models.restorer import RestorerModel
 from edgeir.progress import no_progress
 from edgeir.tasks.base import Degraded
 from edgeir.timing import median_ms
 
 RUNS = 5
+# Fixed rather than one per core, so tables from different machines count the same threads; two is what a
+# small edge CPU can spare and what a 2-core CI machine gives without contention.
+THREADS = 2
+
+
+def backend(threads: int = THREADS) -> str:
+    """How latencies are measured, for the report and the table's column header."""
+    return f"onnxruntime CPU, {threads} thread{'s' if threads > 1 else ''}"
+
+
+def _graph(model: RestorerModel, path: Path) -> Path:
+    """``model``'s network as an ONNX graph: its own if it is one already (an INT8 stage), else exported."""
+    net = model.denoiser.net
+    return net.path if isinstance(net, OnnxNet) else export_unet(model, path)
 
 
 def restore_latency_ms(models: Sequence[RestorerModel], degraded: Degraded, runs: int = RUNS,
                        seed: int = 0) -> list[float]:
-    """Median milliseconds of one whole restoration of ``degraded`` per model."""
+    """Median milliseconds of one whole restoration of ``degraded`` per model, as the models run."""
     return median_ms([lambda m=m: m.restore(degraded, seed=seed) for m in models], runs)
 
 
+def onnxruntime_restore_latency_ms(models: Sequence[RestorerModel], degraded: Degraded, runs: int = RUNS,
+                                   seed: int = 0, threads: int = THREADS) -> list[float]:
+    """``restore_latency_ms`` with every model's network in onnxruntime on ``threads`` CPU threads, and the
+    sampler's own arithmetic on as many torch threads."""
+    previous = torch.get_num_threads()
+    with tempfile.TemporaryDirectory() as tmp:
+        on_ort = [RestorerModel(m.config, net=OnnxNet(_graph(m, Path(tmp) / f"{i}.onnx"), threads=threads)).eval()
+                  for i, m in enumerate(models)]
+        torch.set_num_threads(threads)
+        try:
+            return restore_latency_ms(on_ort, degraded, runs, seed)
+        finally:
+            torch.set_num_threads(previous)
+
+
 def unet_latency_ms(models: Mapping[str, RestorerModel], size: tuple[int, int] = (256, 256), runs: int = 20,
-                    threads: int = 2, progress: Callable = no_progress) -> dict[str, float]:
+                    threads: int = THREADS, progress: Callable = no_progress) -> dict[str, float]:
     """Median ms of one UNet evaluation in onnxruntime at output ``size`` (height, width) per model, after 3
     warm-up rounds."""
     rng = np.random.default_rng(0)
@@ -35,7 +68,7 @@ def unet_latency_ms(models: Mapping[str, RestorerModel], size: tuple[int, int] =
     calls = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, m in enumerate(models.values()):
-            session = open_session(export_unet(m, Path(tmp) / f"{i}.onnx"), threads=threads)
+            session = open_session(_graph(m, Path(tmp) / f"{i}.onnx"), threads=threads)
             feed = {"x_t": rng.standard_normal((1, 3, h, w), dtype=np.float32), "t": np.array([500.0], np.float32),
                     "condition": rng.standard_normal((1, m.config.task.cond_channels, h, w), dtype=np.float32)}
             calls.append(lambda s=session, f=feed: s.run(None, f))

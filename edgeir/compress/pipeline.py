@@ -14,6 +14,9 @@ The output folder::
 With ``resume`` a finished stage whose settings are unchanged is loaded instead of rerun, and a running one
 continues from its last checkpoint. Gates are not part of a stage's fingerprint: after a gate stops the run,
 relaxing the gate and resuming re-judges the stored metrics without retraining.
+
+Latency is not part of a stage's metrics when it finishes: the teacher and every stage are timed together, by
+one engine (``edgeir.compress.latency``), when the run completes or a gate stops it.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import torch
 
 from edgeir.compress import distill, prune, quantize
 from edgeir.compress.gates import Cases, judge, measure_model
-from edgeir.compress.latency import restore_latency_ms
+from edgeir.compress.latency import backend, onnxruntime_restore_latency_ms
 from edgeir.compress.recipe import Recipe
 from edgeir.compress.stage import StageContext, StageOutput
 from edgeir.data.builtin import BUILTIN_TRAIN, builtin_images
@@ -50,12 +53,12 @@ SHARED = "shared"  # the folder in OUT/work that every stage may reuse files fro
 
 
 def compress(recipe: Recipe, out: str | Path, model: str | Path | None = None, resume: bool = False,
-             device: str | None = None, recipe_file: str | None = None) -> dict:
+             device: str | None = None, recipe_file: str | None = None, trust_pickle: bool = False) -> dict:
     """Run ``recipe`` on ``model`` (default: the recipe's teacher); returns the report (also in
     OUT/report.json). Raises QualityGateError when a stage fails its gates."""
     out = Path(out)
     device = ddp.init(device)
-    teacher = load_restorer(model or recipe.teacher, device=device)
+    teacher = load_restorer(model or recipe.teacher, trust_pickle=trust_pickle, device=device)
     if teacher.config.task.name != recipe.task:
         raise ConfigError(f"task: the recipe is for {recipe.task} but {model or recipe.teacher} is a "
                           f"{teacher.config.task.name} model")
@@ -99,26 +102,30 @@ def compress(recipe: Recipe, out: str | Path, model: str | Path | None = None, r
         report["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
         report["failure"] = " ".join(str(e).split()) or type(e).__name__
         _write_report(out, report)
+        if isinstance(e, QualityGateError):  # a stopped run's table compares what a completed one's would
+            _time_all(report, teacher, out, cases, device)
+            _write_report(out, report)
         raise
     report["status"] = "completed"
     if ddp.is_main():
         shutil.rmtree(out / "work" / SHARED, ignore_errors=True)
-    _retime(report, teacher, out, cases, device)
-    report["targets"] = _targets(recipe, report["stages"][-1]["metrics"], out / report["final"])
+    if ddp.is_main():  # only the main process times the stages (_time_all)
+        _time_all(report, teacher, out, cases, device)
+        report["targets"] = _targets(recipe, report["stages"][-1]["metrics"], out / report["final"])
     _write_report(out, report)
     return report
 
 
-def _retime(report: dict, teacher: RestorerModel, out: Path, cases: Cases, device: str) -> None:
-    """Each stage was timed as it finished, under whatever else the machine was doing then; the table compares
-    them and the latency target is judged on them, so the teacher and every stage are timed again together."""
+def _time_all(report: dict, teacher: RestorerModel, out: Path, cases: Cases, device: str) -> None:
+    """The table compares the teacher and every stage and the latency target is judged on them, so they are
+    timed together (each timed as it finished would carry whatever else the machine was doing then), with the
+    engine named beside every figure."""
     if not ddp.is_main():
         return
     models = [teacher] + [load_restorer(out / s["folder"], device=device) for s in report["stages"]]
-    ms = restore_latency_ms(models, cases[0][2], seed=report["recipe"]["seed"])
-    report["teacher"]["latency_ms"] = ms[0]
-    for stage, latency in zip(report["stages"], ms[1:]):
-        stage["metrics"]["latency_ms"] = latency
+    ms = onnxruntime_restore_latency_ms(models, cases[0][2], seed=report["recipe"]["seed"])
+    for metrics, latency in zip([report["teacher"]] + [s["metrics"] for s in report["stages"]], ms):
+        metrics.update(latency_ms=latency, latency_backend=backend())
 
 
 def _run_stage(stage, name: str, key: str, teacher: RestorerModel, student: RestorerModel, train_images: list,

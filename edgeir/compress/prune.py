@@ -32,12 +32,15 @@ from edgeir.models.config import DiffusersUNetSpec, EdgeUNetSpec
 from edgeir.models.diffusers_unet import DiffusersUNet
 from edgeir.models.restorer import RestorerModel
 from edgeir.models.unet import Attention, EdgeUNet, UNetConfig
-from edgeir.progress import no_progress
+from edgeir.progress import console, no_progress
 from edgeir.train import ddp
 from edgeir.train.data import Pairs
 
 DISTRIBUTED = True  # the pipeline runs this stage on every torchrun process
 LAYERS = (nn.Conv2d, nn.Linear)  # the layers whose output channels pruning removes
+# Rounding a narrow width to a multiple can prune far more or less than asked (round_to 16 takes a 32-channel
+# block from 30% to 50%); beyond this many points the user is told, not only report.json.
+WARN_POINTS = 0.10
 
 
 class PruneSettings(BaseModel):
@@ -49,7 +52,8 @@ class PruneSettings(BaseModel):
     # diffusers UNet the group's root layer path: "unet.conv_in", "unet.down_blocks.0.resnets.0.conv1", ...).
     layer_ratios: dict[str, float] = Field(default_factory=dict)
     importance: Criterion = "taylor"
-    # Kept counts are also multiples of this where the width allows: SIMD units and tensor cores want 8.
+    # Kept counts are also multiples of this where the width allows: SIMD units and tensor cores want 8. A
+    # warning names every width that rounding takes more than WARN_POINTS from its ratio.
     round_to: int = Field(8, ge=1)
     taylor_batches: int = Field(2, ge=1)  # batches of recovery.batch crops, each at every visited timestep
     recovery: RecoverySettings = Field(default_factory=RecoverySettings)
@@ -71,8 +75,14 @@ class Pruned:
     """What ``prune_network`` did, by group label (a width name, or the group's root layer path)."""
 
     widths: dict[str, tuple[int, int]] = field(default_factory=dict)  # before, after
+    asked: dict[str, float] = field(default_factory=dict)  # the ratio asked of each group
     adjusted: list[str] = field(default_factory=list)  # counts rounded to a multiple of groups/heads/round_to
     kept: dict[str, torch.Tensor] = field(default_factory=dict)  # layer path -> output channels it kept
+
+    def off_target(self, points: float) -> list[tuple[str, float, float]]:
+        """(group, asked, actual) pruning ratios of the groups that rounding moved more than ``points`` away."""
+        actual = {g: 1 - after / before for g, (before, after) in self.widths.items()}
+        return [(g, self.asked[g], actual[g]) for g in self.widths if abs(actual[g] - self.asked[g]) > points]
 
 
 @dataclass
@@ -200,6 +210,7 @@ def prune_network(net: nn.Module, example_inputs: tuple, ratio: float, layer_rat
         r = asked.pop() if asked else ratio
         kept, step = _kept(g, r, round_to)
         result.widths[g.label] = (g.width, kept)
+        result.asked[g.label] = r
         if kept != math.floor(g.width * (1 - r) + 0.5) and kept != g.width:
             result.adjusted.append(f"{g.label}: {g.width * (1 - r):.1f} -> {kept} channels (a multiple of {step})")
         if kept == g.width:
@@ -304,6 +315,12 @@ def run(settings: PruneSettings, ctx: StageContext) -> StageOutput:
     loader = chain.from_iterable(zip(*(s.batches(0, rec.batch) for s in streams)))
     taylor = [next(loader) for _ in range(settings.taylor_batches)] if settings.importance == "taylor" else None
     model, pruned = prune_restorer(source, settings, taylor, ctx.seed)
+    if ddp.is_main():
+        for group, asked, actual in pruned.off_target(WARN_POINTS):
+            before, after = pruned.widths[group]
+            console.print(f"warning: prune: {group} lost {actual:.0%} of its channels where {asked:.0%} was asked "
+                          f"({before} -> {after}: counts are rounded to multiples of round_to {settings.round_to}, "
+                          "GroupNorm groups and attention heads)", markup=False, highlight=False, soft_wrap=True)
 
     features = feature_points(model.denoiser.net, pruned.kept)
     losses = recover(ddp.wrap(model.denoiser), source, loader, rec, features, ctx.seed,

@@ -23,13 +23,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgeir.compress.distill import DistillSettings
 from edgeir.compress.gates import Gates
 from edgeir.compress.prune import PruneSettings
 from edgeir.compress.quantize import QuantizeSettings
+from edgeir.configfile import read_yaml
 from edgeir.errors import ConfigError, validation_message
 
 
@@ -95,15 +95,6 @@ def parse_recipe(raw: object, source: str = "recipe") -> Recipe:
 
 def load_recipe(path: str | Path) -> Recipe:
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such recipe file") from None
-    except (IsADirectoryError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not a text file ({type(e).__name__})") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
-    return parse_recipe(raw, str(path))
+    if not path.exists():
+        raise ConfigError(f"{path}: no such recipe file")
+    return parse_recipe(read_yaml(path, "recipe"), str(path))

@@ -3,7 +3,8 @@ against decompression bombs, and atomic writes so a failure never leaves a half-
 
 Pillow has no 16-bit colour mode: it silently reads 16-bit RGB(A) PNG and TIFF files as 8-bit. Such files are
 recognised from Pillow's raw mode and decoded at full depth by pypng (PNG) or tifffile (TIFF), both pure
-Python, and written back the same way, so 16 bits in means 16 bits out.
+Python, and written back the same way, so 16 bits in means 16 bits out. Animated files are refused: restoring
+one frame and dropping the rest would lose data silently.
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from edgeir.errors import ImageError
+from edgeir.errors import ImageError, brief
 from edgeir.files import atomic_path
 
 MAX_PIXELS = 64_000_000  # ~8K x 8K; anything larger is refused before it is decoded
-SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
-FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 
 
 @dataclass
@@ -82,8 +82,12 @@ def _read_16bit(path: Path, fmt: str | None) -> np.ndarray:
     raise ImageError(f"{path}: unsupported 16-bit {fmt} image")
 
 
-def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Picture:
+def read_image(path: str | Path, max_pixels: int = MAX_PIXELS, scale: int = 1) -> Picture:
+    """``max_pixels`` limits the restored image, ``scale`` times the input's size on each side; it is checked
+    from the file's header, before any pixel is decoded."""
     path = Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():  # a FIFO or device would block the read
+        raise ImageError(f"{path}: not a regular file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -91,25 +95,33 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Picture:
                 w, h = im.size
                 if w == 0 or h == 0:
                     raise ImageError(f"{path}: image has zero size")
-                if w * h > max_pixels:
-                    raise ImageError(f"{path}: {w}x{h} exceeds the {max_pixels:,}-pixel limit")
+                if w * h * scale * scale > max_pixels:
+                    output = f" (a {w * scale}x{h * scale} output)" if scale > 1 else ""
+                    raise ImageError(f"{path}: {w}x{h}{output} exceeds the {max_pixels:,}-pixel limit")
+                if getattr(im, "is_animated", False):
+                    raise ImageError(f"{path}: animated image (several frames); restore its frames one by one")
                 if im.mode in ("RGB", "RGBA", "LA") and ";16" in _raw_mode(im):
                     return from_array(_read_16bit(path, im.format), str(path))
                 im.load()
                 return _to_picture(im, path)
     except ImageError:
         raise
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{path}: is a folder, not an image") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{path}: exceeds the {max_pixels:,}-pixel limit (decompression bomb?)") from None
-    except UnidentifiedImageError:
-        raise ImageError(f"{path}: not a readable image") from None
     except Exception as e:  # noqa: BLE001 - decoders of hostile files raise anything; report it in one line
-        first = (str(e).splitlines() or [type(e).__name__])[0][:80]
-        raise ImageError(f"{path}: corrupt or truncated image ({first})") from None
+        raise ImageError(f"{path}: {_read_problem(e, max_pixels)}") from None
+
+
+def _read_problem(e: Exception, max_pixels: int) -> str:
+    if isinstance(e, FileNotFoundError):
+        return "no such file"
+    if isinstance(e, IsADirectoryError):
+        return "is a folder, not an image"
+    if isinstance(e, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return f"exceeds the {max_pixels:,}-pixel limit (decompression bomb?)"
+    if isinstance(e, UnidentifiedImageError):
+        return "not a readable image"
+    if isinstance(e, OSError) and e.errno is not None:  # the file system's (a symlink loop, no permission)
+        return e.strerror or str(e)
+    return f"corrupt or truncated image ({brief(e, 80, first_line=True)})"  # Pillow's decoders raise errno-less OSErrors and others
 
 
 def _to_picture(im: Image.Image, path: Path) -> Picture:
@@ -151,12 +163,20 @@ def _save(f, arr: np.ndarray, fmt: str) -> None:
 
 
 def write_image(path: str | Path, pic: Picture) -> None:
-    """Atomic: written to a temporary file in the same folder, then renamed over the target."""
+    """Atomic: written to a temporary file in the same folder, then renamed over the target. The format is the
+    one the suffix names (PNG when it names none)."""
     path = Path(path)
-    fmt = FORMATS.get(path.suffix.lower(), "PNG")
+    fmt = Image.registered_extensions().get(path.suffix.lower(), "PNG")
+    if fmt not in Image.SAVE:
+        raise ImageError(f"cannot write {path}: Pillow reads {fmt} images but cannot write them")
     arr = to_array(pic)
-    with atomic_path(path) as tmp, open(tmp, "xb") as f:
-        _save(f, arr, fmt)
+    try:
+        with atomic_path(path) as tmp, open(tmp, "xb") as f:
+            _save(f, arr, fmt)
+    except ImageError as e:
+        raise ImageError(f"cannot write {path}: {e}") from None
+    except OSError as e:  # a full disk, a read-only folder, a folder in the way, a mode the format cannot hold
+        raise ImageError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 def list_images(folder: str | Path) -> list[Path]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from edgeir.errors import QualityGateError
+from edgeir.errors import QualityGateError, brief
 from edgeir.graphs.ort import open_session
 
 # Max abs difference allowed between onnxruntime and torch. UNet outputs are network predictions (unit scale);
@@ -34,8 +34,7 @@ def validate(path: str | Path) -> None:
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ExportCheckError(f"{Path(path).name}: invalid ONNX: {first[:200]}") from None
+        raise ExportCheckError(f"{Path(path).name}: invalid ONNX: {brief(e, 200, first_line=True)}") from None
 
 
 def run(sess, feeds: dict[str, np.ndarray]) -> np.ndarray:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgeir.errors import BackendError
+from edgeir.errors import BackendError, brief
 
 
 def open_session(graph: bytes | str | Path, providers: list[Any] | None = None, threads: int | None = None,
@@ -39,5 +39,4 @@ def open_session(graph: bytes | str | Path, providers: list[Any] | None = None, 
     try:
         return ort.InferenceSession(data, opts, providers=providers)
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own unrelated exception types
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise BackendError(f"onnxruntime cannot open {name} ({first[:160]})") from None
+        raise BackendError(f"onnxruntime cannot open {name} ({brief(e, first_line=True)})") from None

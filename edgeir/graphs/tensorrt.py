@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edgeir.errors import BackendError
+from edgeir.errors import BackendError, brief
 from edgeir.files import write_atomic
 
 Shape = tuple[int, ...]
@@ -72,7 +72,7 @@ def build_serialized(graph: Path | bytes, shapes: dict[str, tuple[Shape, Shape, 
     parsed = parser.parse_from_file(str(graph)) if isinstance(graph, Path) else parser.parse(graph)
     if not parsed:
         errors = "; ".join(parser.get_error(i).desc() for i in range(parser.num_errors))
-        raise BackendError(f"TensorRT cannot parse {name}: {errors[:300]}")
+        raise BackendError(f"TensorRT cannot parse {name}: {brief(errors, 300)}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
     if fp16 and not strongly_typed:

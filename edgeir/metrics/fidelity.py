@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from skimage.metrics import structural_similarity
 
+SSIM_WINDOW = 11  # the Gaussian window's side: sigma 1.5 truncated at 3.5 sigma, as skimage builds it
+
 
 def rgb_to_y(img: np.ndarray) -> np.ndarray:
     q = np.round(np.clip(img, 0, 1).astype(np.float64) * 255.0) / 255.0

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from edgeir.diffusion.schedules import ScheduleKind, spaced_timesteps
 from edgeir.diffusion.steps import Target
@@ -13,6 +14,8 @@ from edgeir.models.unet import UNetConfig
 from edgeir.tasks import TaskConfig
 
 FORMAT = "edgeir.restorer/1"
+# Deeper JSON than any real config needs; pydantic cannot write a config nested past ~250 levels back out.
+MAX_NESTING = 32
 
 
 class _Strict(BaseModel):
@@ -34,7 +37,19 @@ class DiffusersUNetSpec(_Strict):
     resized: dict[str, dict[str, int]] = Field(default_factory=dict)
 
 
-TorchNetworkSpec = Annotated[EdgeUNetSpec | DiffusersUNetSpec, Field(discriminator="type")]
+class ExternalNetSpec(_Strict):
+    """A network edgeir does not define: ``factory`` (``"package.module:function"``) called with ``kwargs``
+    builds it, ``(x_t, t, condition) -> prediction`` (e.g. a ``CallAdapter`` around any torch module). Loading
+    imports that module, and calls the function only if it is marked ``@network_factory``
+    (``edgeir.models.external``), so a config cannot name an arbitrary function to call."""
+
+    type: Literal["external"] = "external"
+    factory: str = Field(pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+    kwargs: dict[str, Any] = Field(default_factory=dict)  # JSON values only: they are saved in config.json
+    multiple_of: int = Field(1, ge=1, le=1024)  # input height and width must be multiples of this
+
+
+TorchNetworkSpec = Annotated[EdgeUNetSpec | DiffusersUNetSpec | ExternalNetSpec, Field(discriminator="type")]
 
 
 class OnnxNetSpec(_Strict):
@@ -46,7 +61,8 @@ class OnnxNetSpec(_Strict):
     source: TorchNetworkSpec
 
 
-NetworkSpec = Annotated[EdgeUNetSpec | DiffusersUNetSpec | OnnxNetSpec, Field(discriminator="type")]
+NetworkSpec = Annotated[EdgeUNetSpec | DiffusersUNetSpec | ExternalNetSpec | OnnxNetSpec,
+                        Field(discriminator="type")]
 
 
 class ScheduleConfig(_Strict):
@@ -83,6 +99,13 @@ class RestorerConfig(_Strict):
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
     provenance: dict[str, Any] = Field(default_factory=dict)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _shallow(cls, raw: Any) -> Any:
+        if _nesting(raw) > MAX_NESTING:
+            raise PydanticCustomError("nesting", f"nested more than {MAX_NESTING} levels deep")
+        return raw
+
     def timesteps(self, steps: int | None = None) -> list[int]:
         """The timesteps the default sampler visits, or ``steps`` evenly spaced ones."""
         if steps is None and self.sampler.timesteps is not None:
@@ -90,7 +113,7 @@ class RestorerConfig(_Strict):
         return spaced_timesteps(self.schedule.num_train_timesteps, steps or self.sampler.steps)
 
     @property
-    def torch_network(self) -> EdgeUNetSpec | DiffusersUNetSpec:
+    def torch_network(self) -> EdgeUNetSpec | DiffusersUNetSpec | ExternalNetSpec:
         """The torch architecture: the network itself, or the one an ONNX network was exported from."""
         return self.network.source if isinstance(self.network, OnnxNetSpec) else self.network
 
@@ -99,5 +122,20 @@ class RestorerConfig(_Strict):
         spec = self.torch_network
         if isinstance(spec, EdgeUNetSpec):
             return spec.config.multiple_of
+        if isinstance(spec, ExternalNetSpec):
+            return spec.multiple_of
         n_down = len(spec.config.get("block_out_channels", (0,))) - 1
         return 2**n_down
+
+
+def _nesting(obj: Any) -> int:
+    """How deeply lists and dicts nest in ``obj``, found without recursion."""
+    deepest, todo = 0, [(obj, 0)]
+    while todo:
+        x, depth = todo.pop()
+        if isinstance(x, dict | list | tuple):
+            deepest = max(deepest, depth + 1)
+            if deepest > MAX_NESTING:
+                break
+            todo += [(v, depth + 1) for v in (x.values() if isinstance(x, dict) else x)]
+    return deepest

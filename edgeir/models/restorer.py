@@ -14,8 +14,9 @@ from edgeir.diffusion.sample import sample
 from edgeir.diffusion.schedules import alphas_cumprod
 from edgeir.diffusion.steps import Sampling, Step, ddim_steps, to_image, to_x0
 from edgeir.models import layer_sizes
-from edgeir.models.config import DiffusersUNetSpec, EdgeUNetSpec, RestorerConfig
+from edgeir.models.config import DiffusersUNetSpec, EdgeUNetSpec, ExternalNetSpec, RestorerConfig
 from edgeir.models.denoiser import Denoiser
+from edgeir.models.external import build_external
 from edgeir.models.unet import EdgeUNet
 from edgeir.tasks import Degraded
 
@@ -25,6 +26,8 @@ def build_network(config: RestorerConfig) -> nn.Module:
     spec = config.torch_network
     if isinstance(spec, EdgeUNetSpec):
         return EdgeUNet(spec.config)
+    if isinstance(spec, ExternalNetSpec):
+        return build_external(spec)
     assert isinstance(spec, DiffusersUNetSpec)
     from edgeir.models.diffusers_unet import DiffusersUNet
 

@@ -10,28 +10,36 @@ any width and the config records the result in ``widths``.
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
+# Bounds that keep a hostile or mistyped config.json from building a network that cannot exist (an empty or
+# negative width) before anything is allocated; the total size is bounded where a network is loaded.
+MAX_WIDTH = 8192
+Width = Annotated[int, Field(ge=1, le=MAX_WIDTH)]
+Channels = Annotated[int, Field(ge=1, le=64)]
+
 
 class UNetConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    in_channels: int = 3  # x_t
-    cond_channels: int = 3  # condition image (plus mask for inpainting), at output resolution
-    out_channels: int = 3
-    unshuffle: int = Field(4, ge=1)  # the network runs at H/unshuffle x W/unshuffle
-    channels: tuple[int, ...] = (64, 96, 128)
-    blocks_per_level: int = Field(1, ge=1)
-    norm_groups: int = Field(8, ge=1)
-    attention_heads: int = Field(4, ge=1)
+    in_channels: Channels = 3  # x_t
+    cond_channels: Channels = 3  # condition image (plus mask for inpainting), at output resolution
+    out_channels: Channels = 3
+    unshuffle: int = Field(4, ge=1, le=16)  # the network runs at H/unshuffle x W/unshuffle
+    channels: tuple[Width, ...] = Field((64, 96, 128), min_length=1, max_length=8)
+    blocks_per_level: int = Field(1, ge=1, le=16)
+    norm_groups: Width = 8
+    attention_heads: Width = 4
     mid_attention: bool = True
-    time_embed_dim: int = 128
+    # even: the sinusoidal embedding has a cosine and a sine per frequency
+    time_embed_dim: int = Field(128, ge=2, le=MAX_WIDTH, multiple_of=2)
     # Named widths (see ``width_layers``) that differ from what ``channels`` implies; set by pruning.
-    widths: dict[str, int] = Field(default_factory=dict)
+    widths: dict[str, Width] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self) -> UNetConfig:
@@ -39,11 +47,9 @@ class UNetConfig(BaseModel):
             if c % self.norm_groups:
                 raise ValueError(f"every width must be a multiple of norm_groups={self.norm_groups}, got {c}")
         known = self.width_layers()
-        for name, w in self.widths.items():
+        for name in self.widths:
             if name not in known:
                 raise ValueError(f"widths: unknown width {name!r} (known: {', '.join(known)})")
-            if w < 1:
-                raise ValueError(f"widths.{name}={w} must be positive")
         full = self.full_widths()
         for i in range(1, len(self.channels)):  # an identity skip adds its input to its output
             if self.channels[i - 1] == self.channels[i] and full[f"down.{i}"] != full[f"downsample.{i - 1}"]:

@@ -19,7 +19,8 @@ from edgeir.report import markdown, plots
 GRID_IMAGES = 3
 
 
-def build_report(run: str | Path) -> list[Path]:
+def build_report(run: str | Path, trust_pickle: bool = False) -> list[Path]:
+    """``trust_pickle``: the run's model is a .pt/.pth state dict the user vouched for (``compress --trust-pickle``)."""
     run = Path(run)
     try:
         report = json.loads((run / "report.json").read_text())
@@ -28,7 +29,7 @@ def build_report(run: str | Path) -> list[Path]:
     except json.JSONDecodeError as e:
         raise ConfigError(f"{run / 'report.json'}: corrupt JSON ({e})") from None
     recipe = Recipe.model_validate(report["recipe"])
-    teacher = load_restorer(report["model"])
+    teacher = load_restorer(report["model"], trust_pickle=trust_pickle)
     task = teacher.config.task
     _, cases = recipe_data(recipe, teacher)
 

@@ -26,6 +26,11 @@ def _fmt(key: str, value) -> str:
     return f"{value:.4f}"
 
 
+def _headers(report: dict) -> list[str]:
+    timed = report["teacher"].get("latency_backend")
+    return [f"{h} ({timed})" if key == "latency_ms" and timed else h for key, h in zip(COLUMNS, HEADERS)]
+
+
 def rows(report: dict) -> list[tuple[str, dict]]:
     """(label, metrics) for the baseline, the teacher and every finished stage, in order."""
     out = []
@@ -42,17 +47,17 @@ def render(report: dict, images: list[str]) -> str:
     lines = [f"# Compression report: {recipe['name']}", "",
              f"Model `{report['model']}`, task `{recipe['task']}`, status **{report['status']}**"
              + (f": {report['failure']}" if report.get("failure") else "") + ".", "",
-             "| stage | " + " | ".join(HEADERS) + " |", "|---" * (len(HEADERS) + 1) + "|"]
+             "| stage | " + " | ".join(_headers(report)) + " |", "|---" * (len(HEADERS) + 1) + "|"]
     for label, m in rows(report):
         lines.append(f"| {label} | " + " | ".join(_fmt(k, m.get(k)) for k in COLUMNS) + " |")
-    timing = ("the teacher and every stage timed together in rounds on the first held-out image at the end of the "
-              "run" if report["status"] == "completed" else "each stage timed as it finished")
     size = report["stages"][0]["metrics"]["eval_size"] if report["stages"] else report["teacher"]["eval_size"]
     lines += ["", (f"Metrics are means over the held-out images ({size[0]}x{size[1]} crops). PSNR/SSIM: Y channel, "
                    "BasicSR convention. Detail: high-frequency energy relative to ground truth. PSNR vs teacher: "
-                   "against the teacher's output from the same noise. Latency: median time of one whole restoration "
-                   f"on the machine that ran the pipeline, {timing} (torch eager; onnxruntime for INT8 stages, whose "
-                   "network is an ONNX graph). Size: the smallest deployable file."), ""]
+                   "against the teacher's output from the same noise. Latency: median time of one whole restoration of "
+                   "the first held-out image on the machine that ran the pipeline, every network (FP32 exported "
+                   "from torch, or the INT8 graph) run by onnxruntime on the CPU, the teacher and every stage "
+                   "timed together in rounds when the run completed or a gate stopped it (an interrupted run "
+                   "has none); the naive baseline is its own function. Size: the smallest deployable file."), ""]
     for s in report["stages"]:
         gates = s.get("gates") or []
         if gates:

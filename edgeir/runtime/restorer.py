@@ -61,10 +61,13 @@ class Restorer:
 
     @classmethod
     def load(cls, path: str | Path, backend: str = "auto", variant: str | None = None, threads: int | None = None,
-             max_call_pixels: int = MAX_CALL_PIXELS, workspace_mb: int = 1024) -> Restorer:
+             max_call_pixels: int = MAX_CALL_PIXELS, workspace_mb: int = 1024, tile: int | None = None
+             ) -> Restorer:
         """``backend``: auto, tensorrt, ort-trt, ort-cuda or ort-cpu. ``variant``: default the bundle's first
         restore graph. ``threads``: onnxruntime's intra-op threads (default: one per core).
-        ``max_call_pixels``: larger frames go in bands. ``workspace_mb``: TensorRT's builder workspace."""
+        ``max_call_pixels``: larger frames go in bands. ``workspace_mb``: TensorRT's builder workspace.
+        ``tile``: the output tile side (default the variant's); a restore graph takes its tiles from the index
+        maps it is fed, so any tile its overlap allows runs, a smaller one in less memory."""
         bundle = load_bundle(path)
         m = bundle.manifest
         try:
@@ -77,6 +80,12 @@ class Restorer:
                               ) from None
         if v.kind != "restore":
             raise ConfigError(f"variant {v.name} is a {v.kind} graph; the runtime runs restore graphs")
+        if tile is not None:
+            try:
+                layout.check(tile, v.overlap or 0, m.multiple_of)
+            except ValueError as e:
+                raise ConfigError(f"{path}: variant {v.name}: {e}") from None
+            v = v.model_copy(update={"tile": tile})
         cache = cache_root() / "engines" / bundle.digest
 
         def open_variant(chosen: Variant, name: str = backend) -> tuple[Session, str, list[str]]:
@@ -151,10 +160,10 @@ class Restorer:
         if self._float is None:
             v = self.variant
             twin = next((x for x in self.manifest.variants if x.kind == "restore" and x.pixels == "float32"
-                         and (x.tile, x.overlap, x.precision, x.steps) == (v.tile, v.overlap, v.precision, v.steps)),
-                        None)
+                         and (x.overlap, x.precision, x.steps) == (v.overlap, v.precision, v.steps)), None)
             if twin is None:
                 raise ImageError(f"16-bit images need a float32 restore graph, which {self.bundle.path} lacks")
+            twin = twin.model_copy(update={"tile": v.tile})  # the tile this restorer was loaded with
             self._float = (twin, self._open(twin, self.backend)[0])
         return self._float
 
@@ -211,7 +220,7 @@ class Restorer:
         s = 1 if self.task.name == "inpaint" else self.task.scale
         m = self.manifest.multiple_of
         bands = []
-        for top, bottom, keep_top, keep_bottom in _bands(h, w, tile, overlap, s, self.max_call_pixels):
+        for top, bottom, keep_top, keep_bottom in band_rows(h, w, tile, overlap, s, self.max_call_pixels):
             static = {"noise": np.ascontiguousarray(noise[:, :, top:bottom]),
                       **layout.maps(bottom - top, w, tile, overlap, m)}
             bands.append(Band(slice(top // s, bottom // s), slice(keep_top - top, keep_bottom - top),
@@ -222,8 +231,8 @@ class Restorer:
         return bands
 
 
-def _bands(h: int, w: int, tile: int, overlap: int, scale: int, max_pixels: int
-           ) -> list[tuple[int, int, int, int]]:
+def band_rows(h: int, w: int, tile: int, overlap: int, scale: int, max_pixels: int
+              ) -> list[tuple[int, int, int, int]]:
     """(top, bottom, keep_top, keep_bottom) output rows of each graph call. A band reaches ``tile`` plus a few
     rows (the condition's bicubic support) beyond the rows it keeps, rounded out to the tile grid, so the tiles
     behind every kept row see exactly what they would in the whole frame."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -38,9 +39,11 @@ def train_teacher(config: RestorerConfig, out: Path, work: Path, iters: int, bat
     if init is not None:  # fine-tune a trained model instead of starting from scratch
         start_from = load_restorer(init)
         same = {"network", "task"}
-        if start_from.config.model_dump(include=same) != config.model_dump(include=same):
-            raise CheckpointError(f"--init {init}: its network or task differs from the {config.task.name} "
-                                  "preset's, so its weights cannot start this training")
+        where = _difference(start_from.config.model_dump(mode="json", include=same),
+                            config.model_dump(mode="json", include=same))
+        if where is not None:
+            raise CheckpointError(f"--init {init}: its {where[0]} is {where[1]!r} where the preset's is "
+                                  f"{where[2]!r}; --init fine-tunes a model of the preset's own network and task")
         model.load_state_dict(start_from.state_dict())
         prior = dict(start_from.config.provenance)
         history = prior.pop("history", []) + [prior]
@@ -82,3 +85,15 @@ def train_teacher(config: RestorerConfig, out: Path, work: Path, iters: int, bat
         "command": command, **({"history": history} if history else {})}})
     save_restorer(ema, out)
     return ema
+
+
+def _difference(a: Any, b: Any, path: str = "") -> tuple[str, Any, Any] | None:
+    """The first place where two JSON-like values differ: (dotted path, a's value, b's value); a ``type``
+    before the fields that depend on it."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(a.keys() | b.keys(), key=lambda k: (k != "type", k)):
+            found = _difference(a.get(key), b.get(key), f"{path}.{key}".lstrip("."))
+            if found:
+                return found
+        return None
+    return None if a == b else (path, a, b)
