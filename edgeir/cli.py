@@ -39,6 +39,11 @@ def user_errors(fn):
     return wrapper
 
 
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+backend_option = click.option("--backend", default="auto", show_default=True,
+                              help="auto, tensorrt, ort-trt, ort-cuda or ort-cpu.")
+
+
 def print_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2, default=float))
 
@@ -59,7 +64,7 @@ def main() -> None:
               help="Centre-crop each image to at most SIZE x SIZE.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--trust-pickle", is_flag=True, help="Allow loading a .pt/.pth state dict you made yourself.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option
 @user_errors
 def eval_cmd(model, data, steps, sampler, size, seed, trust_pickle, as_json):
     """Metrics of MODEL and of its task's naive baseline on held-out images."""
@@ -107,11 +112,10 @@ def train_cmd(preset, out, work, iters, batch, patch, lr, device, workers, max_m
               help="Folder for the restored images (same names and formats as the inputs).")
 @click.option("--variant", help="Restore graph to run (default: the bundle's first).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--backend", default="auto", show_default=True,
-              help="auto, tensorrt, ort-trt, ort-cuda or ort-cpu.")
+@backend_option
 @click.option("--plan", type=click.Path(path_type=Path), help="Use the configuration chosen by "
               "'edgeir bench --budget-ms' (its plan file).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option
 @user_errors
 def restore_cmd(bundle, inputs, outdir, variant, seed, backend, plan, as_json):
     """Restore image files, folders or globs INPUTS with BUNDLE.
@@ -149,11 +153,10 @@ def restore_cmd(bundle, inputs, outdir, variant, seed, backend, plan, as_json):
 @click.option("--variant", help="Measure this restore graph (with a budget: plan its tiles and bands only).")
 @click.option("--stream", is_flag=True, help="Restore RUNS same-size frames as a stream (Restorer.stream): "
               "frames per second and per-frame percentiles.")
-@click.option("--backend", default="auto", show_default=True,
-              help="auto, tensorrt, ort-trt, ort-cuda or ort-cpu.")
+@backend_option
 @click.option("--plan-out", type=click.Path(path_type=Path), help="Where to record the chosen configuration "
               "(default: the edgeir cache).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option
 @user_errors
 def bench_cmd(bundle, size, budget_ms, memory_mb, profile, runs, variant, stream, backend, plan_out, as_json):
     """Latency (p50/p95/p99, graph and host time apart) and peak memory of whole restores at output SIZE."""
@@ -256,7 +259,7 @@ def compress_cmd(model, recipe, out, resume, device, trust_pickle, as_json):
 @click.option("--timing-cache", type=click.Path(path_type=Path), help="TensorRT timing cache, reused across "
               "builds (default: in the edgeir cache folder).")
 @click.option("--trust-pickle", is_flag=True, help="Allow loading a .pt/.pth state dict you made yourself.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option
 @user_errors
 def export_cmd(model, out, fmt, precision, graph, tile, overlap, opset, batch, size, frame, steps, fp16_io,
                workspace_mb, timing_cache, trust_pickle, as_json):
@@ -290,7 +293,7 @@ def report_cmd(run, trust_pickle):
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("runs/quickstart"), show_default=True)
 @click.option("--recipe", type=click.Path(path_type=Path), help="Recipe (default: recipes/sr4x-quick.yaml).")
 @click.option("--device", default="cpu", show_default=True, help="Device profile for the budget check.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option
 @user_errors
 def quickstart_cmd(out, recipe, device, as_json):
     """The main job on the shipped sr4x teacher: compress -> report -> export -> bench -> restore."""

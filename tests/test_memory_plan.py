@@ -6,14 +6,12 @@ graph and host time. Orderings and exact arithmetic only, never wall-clock time.
 from __future__ import annotations
 
 import json
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_runtime_gpu import FakeCudart, fake_tensorrt
+from test_runtime_gpu import FakeCudart, install_fakes
 
 from edgeir.cli import main
 from edgeir.errors import ConfigError
@@ -125,11 +123,7 @@ class MemInfoCudart(FakeCudart):
 
 def test_on_a_gpu_the_budget_holds_the_device_memory_the_restore_keeps(monkeypatch):
     cudart = MemInfoCudart()
-    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt(cudart))
-    cuda = types.ModuleType("cuda")
-    cuda.bindings = types.SimpleNamespace(runtime=cudart)
-    monkeypatch.setitem(sys.modules, "cuda", cuda)
-    monkeypatch.setitem(sys.modules, "cuda.bindings", cuda.bindings)
+    install_fakes(monkeypatch, cudart)
     monkeypatch.setattr(trt_builder, "build_serialized", lambda *a, **k: b"engine")
     peak = measure({"bundle": str(SR), "backend": "tensorrt", "variant": "restore-int8", "height": 256,
                     "width": 256, "tile": None, "max_call_pixels": 2_100_000, "workspace_mb": 0})

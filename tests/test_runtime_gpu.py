@@ -114,13 +114,18 @@ def fake_tensorrt(cudart: FakeCudart) -> types.ModuleType:
     return trt
 
 
-def test_tensorrt_builds_an_engine_per_frame_size_and_uploads_static_inputs_once(bundle, tmp_path, monkeypatch):
-    cudart = FakeCudart()
+def install_fakes(monkeypatch, cudart: FakeCudart) -> None:
+    """TensorRT and cuda-python as the runtime imports them, both backed by ``cudart``."""
     monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt(cudart))
     cuda = types.ModuleType("cuda")
     cuda.bindings = types.SimpleNamespace(runtime=cudart)
     monkeypatch.setitem(sys.modules, "cuda", cuda)
     monkeypatch.setitem(sys.modules, "cuda.bindings", cuda.bindings)
+
+
+def test_tensorrt_builds_an_engine_per_frame_size_and_uploads_static_inputs_once(bundle, tmp_path, monkeypatch):
+    cudart = FakeCudart()
+    install_fakes(monkeypatch, cudart)
     builds = []
 
     def fake_build(graph, shapes, fp16, strongly_typed, workspace_mb, timing_cache, name):
