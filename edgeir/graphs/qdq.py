@@ -33,3 +33,26 @@ def drop_unused(model: onnx.ModelProto) -> onnx.ModelProto:
     for node in [n for n in graph.node if n.op_type == "Constant" and n.output[0] not in used]:
         graph.node.remove(node)
     return model
+
+
+def float_twin(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with its activation Q/DQ pairs taken out (weights keep theirs, dequantized as before): the same
+    network in float, whose outputs move smoothly with its inputs. INT8 outputs do not: an input a few ulps off
+    moves an activation across a rounding boundary now and then, and a step of one activation spreads through
+    the layers after it, so two exact compositions of one INT8 graph can differ by several uint8 levels."""
+    twin = onnx.ModelProto()
+    twin.CopyFrom(model)
+    graph = twin.graph
+    quantizer = {n.output[0]: n for n in graph.node if n.op_type == "QuantizeLinear"}
+    pairs = {n.output[0]: quantizer[n.input[0]].input[0] for n in graph.node
+             if n.op_type == "DequantizeLinear" and n.input[0] in quantizer}
+    for out in graph.output:
+        pairs.pop(out.name, None)  # an output is named by its producer: that pair stays
+    for node in graph.node:
+        node.input[:] = [pairs.get(i, i) for i in node.input]
+    for node in [n for n in graph.node if n.op_type == "DequantizeLinear" and n.output[0] in pairs]:
+        graph.node.remove(node)
+    read = {i for n in graph.node for i in n.input}
+    for node in [n for n in graph.node if n.op_type == "QuantizeLinear" and n.output[0] not in read]:
+        graph.node.remove(node)
+    return drop_unused(twin)
