@@ -1,6 +1,6 @@
 """An independent client of the bundle format, written from docs/BUNDLE.md: onnxruntime, numpy and Pillow,
 with edgeir blocked from importing. It verifies a shipped bundle, builds the inputs of its restore graph
-(inpainting's condition and biharmonic fill included, in a plain dense form of its own) and must restore what
+(inpainting's biharmonic fill included, in a plain dense form of its own) and must restore what
 ``edgeir restore`` restores."""
 
 from __future__ import annotations
@@ -102,13 +102,12 @@ CLIENT = textwrap.dedent(r'''
     k = 3 * (1 + sum(s["sigma"] > 0 for s in v["steps"]))
     feeds = {"noise": np.random.default_rng(0).standard_normal((k, H, W), dtype=np.float32)[None],
              "rows": rows, "cols": cols, "row_weights": row_w, "col_weights": col_w}
-    if task["name"] == "inpaint":
+    feeds["image"] = np.ascontiguousarray(rgb)[None]
+    if task["name"] == "inpaint":                   # section 6: the fill near the holes, the holes by index
         mask = rgba[..., 3] < 128
         filled = biharmonic_fill(rgb.astype(np.float32) / np.float32(255), mask)
-        cond = np.concatenate([filled, mask[..., None].astype(np.float32)], -1) * 2 - 1
-        feeds["condition"] = cond[None].astype(np.float32)
-    else:
-        feeds["image"] = np.ascontiguousarray(rgb)[None]
+        feeds.update(mask=mask.astype(np.uint8)[None, ..., None], holes=np.flatnonzero(mask).astype(np.int64),
+                     fill=filled[mask].astype(np.float32))
     out = ort.InferenceSession(graph, providers=["CPUExecutionProvider"]).run(None, feeds)[0][0]
     Image.fromarray(out).save(dest)
 ''')

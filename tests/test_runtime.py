@@ -166,6 +166,66 @@ def test_large_frames_go_in_bands_that_join_exactly(sr):
     assert np.abs(out.astype(int) - whole.restore(image, seed=1)).max() <= 1
 
 
+def test_inpainting_holes_go_to_the_graph_by_index_whole_or_in_bands(inpaint):
+    """The host hands the graph the frame, the mask and the fill near the holes: RGBA with transparent holes,
+    RGB with a mask and a 16-bit frame all build the training condition; bands get the whole frame's fill
+    (so they join exactly) renumbered; a frame without holes comes back as it went in."""
+    torch_restorer, bundle = inpaint
+    rng = np.random.default_rng(4)
+    rgb = (rng.random((160, 20, 3)) * 255).astype(np.uint8)
+    mask = np.zeros((160, 20), bool)
+    mask[10:22, 3:9] = mask[120:130, 12:18] = True
+    rgba = np.concatenate([rgb, np.where(mask, 0, 255).astype(np.uint8)[..., None]], -1)
+    whole = Restorer.load(bundle, backend="ort-cpu")
+    seen = []
+    real = whole._graph
+    whole._graph = lambda session, feeds: seen.append(feeds) or real(session, feeds)
+    out = whole.restore(rgba, seed=2)
+    (feeds,) = seen
+    d = Degraded(rgb.astype(np.float32) / np.float32(255), mask)
+    cond = torch_restorer.task.condition(d)
+    np.testing.assert_array_equal(feeds["holes"], np.flatnonzero(mask))
+    np.testing.assert_array_equal(feeds["fill"] * 2 - 1, cond[mask][:, :3])  # the training condition's holes
+    np.testing.assert_array_equal(whole.restore(rgb, seed=2, mask=mask), out)
+    deep = whole.restore(rgb.astype(np.uint16) * 257, seed=2, mask=mask)  # the float32 graph
+    assert np.abs(deep.astype(int) // 257 - out).max() <= 1
+    banded = Restorer.load(bundle, backend="ort-cpu", max_call_pixels=60 * 20)
+    calls = []
+    real_banded = banded._graph
+    banded._graph = lambda session, feeds: calls.append(feeds) or real_banded(session, feeds)
+    np.testing.assert_array_equal(banded.restore(rgba, seed=2), out)
+    assert len(calls) > 2 and all(c["image"].shape[1] < 160 for c in calls)
+    for c in calls:  # each band's holes are its own mask's, in its own numbering
+        band_mask = c["mask"][0, ..., 0].astype(bool)
+        if band_mask.any():
+            np.testing.assert_array_equal(c["holes"], np.flatnonzero(band_mask))
+    np.testing.assert_array_equal(whole.restore(np.concatenate([rgb, np.full((160, 20, 1), 255, np.uint8)], -1)),
+                                  rgb)  # no holes: nothing to restore, and the stand-in hole changes nothing
+
+
+def test_an_older_inpainting_bundle_is_told_to_compose_anew(inpaint, tmp_path):
+    """edgeir.bundle/2 inpainting restore graphs took a condition built on the host: the runtime no longer
+    builds it, so their restore graphs are ignored and the UNet graph they came from is used to make new
+    ones."""
+    import json
+    import shutil
+
+    from edgeir.bundle.io import manifest_digest
+
+    old = tmp_path / "old"
+    shutil.copytree(inpaint[1], old)
+    raw = json.loads((old / "manifest.json").read_text())
+    raw["format"] = "edgeir.bundle/2"
+    for v in raw["variants"]:
+        if v["kind"] == "restore":
+            v["inputs"] = [{"name": "condition", "layout": "NHWC", "channels": 4, "dtype": "float32",
+                            "range": [-1.0, 1.0]}] + [i for i in v["inputs"] if i["layout"] in ("NCHW", "tiles")]
+    raw["digest"] = manifest_digest(raw)
+    (old / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(ConfigError, match="no restore graph.*edgeir export"):
+        Restorer.load(old, backend="ort-cpu")
+
+
 def test_a_stream_prepares_once_and_restores_what_restore_does(sr, monkeypatch):
     runtime = Restorer.load(sr[1], backend="ort-cpu")
     made = []

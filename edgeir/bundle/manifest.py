@@ -5,8 +5,9 @@ A bundle holds one or more *variants* of the same restorer, each a graph of one 
 contract:
 
 * ``restore``: the whole restore of a frame in one graph, what the runtime runs. Inputs ``image`` (1, h, w, 3)
-  NHWC at input resolution, uint8 or float32 in [0, 1] (``pixels``) -- inpainting takes ``condition`` (1, H,
-  W, 4) float32 in [-1, 1] instead, its hole fill made on the host; ``noise`` (1, 3K, H, W) float32 standard
+  NHWC at input resolution, uint8 or float32 in [0, 1] (``pixels``) -- inpainting adds ``mask`` (1, H, W, 1)
+  uint8 (1 = hole), ``holes`` (N,) int64 flat indices of the holes and ``fill`` (N, 3) float32, their values
+  from the host's hole fill; ``noise`` (1, 3K, H, W) float32 standard
   normal at output resolution, where K = 1 + the number of stochastic steps; ``rows`` / ``cols`` (tiles along
   the axis, tile length) int64 and ``row_weights`` / ``col_weights`` float32 of the same shapes, the tiling
   maps of ``edgeir.graphs.layout`` for ``tile``. Output ``restored`` (1, H, W, 3) NHWC, ``pixels`` again.
@@ -33,7 +34,7 @@ from edgeir.diffusion.steps import Prediction, Sampling, Step, Target, noise_cha
 from edgeir.graphs.layout import check as check_layout
 from edgeir.tasks import TaskConfig
 
-FORMAT = "edgeir.bundle/2"
+FORMAT = "edgeir.bundle/3"
 GraphKind = Literal["restore", "sampler", "unet"]
 Precision = Literal["fp32", "fp16", "int8"]
 Pixels = Literal["uint8", "float32"]
@@ -45,7 +46,8 @@ class _Strict(BaseModel):
 
 class TensorSpec(_Strict):
     name: str
-    layout: Literal["NCHW", "NHWC", "N", "tiles"]  # "tiles": (tiles along an axis, tile) index maps
+    # "tiles": (tiles along an axis, tile) index maps; "holes": (holes,) or (holes, channels), one per hole
+    layout: Literal["NCHW", "NHWC", "N", "tiles", "holes"]
     channels: int | None = None
     dtype: Literal["float32", "uint8", "int64"] = "float32"
     range: tuple[float, float] | None = None  # None: unbounded (noise, network predictions)
@@ -58,11 +60,14 @@ def io_specs(kind: GraphKind, task: str, cond_channels: int, noise: int, pixels:
     noise_spec = TensorSpec(name="noise", layout="NCHW", channels=noise)
     if kind == "restore":
         px = {"dtype": pixels, "range": (0.0, 255.0) if pixels == "uint8" else (0.0, 1.0)}
-        first = (cond.model_copy(update={"layout": "NHWC"}) if task == "inpaint" else
-                 TensorSpec(name="image", layout="NHWC", channels=3, **px))
+        frame = [TensorSpec(name="image", layout="NHWC", channels=3, **px)]
+        if task == "inpaint":
+            frame += [TensorSpec(name="mask", layout="NHWC", channels=1, dtype="uint8", range=(0.0, 1.0)),
+                      TensorSpec(name="holes", layout="holes", dtype="int64"),
+                      TensorSpec(name="fill", layout="holes", channels=3, range=(0.0, 1.0))]
         maps = [TensorSpec(name=n, layout="tiles", dtype=t) for n, t in
                 (("rows", "int64"), ("cols", "int64"), ("row_weights", "float32"), ("col_weights", "float32"))]
-        return [first, noise_spec, *maps], [TensorSpec(name="restored", layout="NHWC", channels=3, **px)]
+        return [*frame, noise_spec, *maps], [TensorSpec(name="restored", layout="NHWC", channels=3, **px)]
     if kind == "sampler":
         return ([cond, noise_spec], [TensorSpec(name="image", layout="NCHW", channels=3, range=(0.0, 1.0))])
     return ([TensorSpec(name="x_t", layout="NCHW", channels=3), TensorSpec(name="t", layout="N"), cond],
@@ -99,7 +104,9 @@ class Variant(_Strict):
 
     @property
     def cond_channels(self) -> int:
-        return next((s.channels or 0 for s in self.inputs if s.name == "condition"), 3)
+        """The network's condition channels: a restore graph builds them from its frame (and mask)."""
+        return next((s.channels or 0 for s in self.inputs if s.name == "condition"),
+                    sum(s.channels or 0 for s in self.inputs if s.name in ("image", "mask")))
 
     @model_validator(mode="after")
     def _check(self) -> Variant:
@@ -128,7 +135,7 @@ class Variant(_Strict):
 
 
 class Manifest(_Strict):
-    format: Literal["edgeir.bundle/1", "edgeir.bundle/2"] = FORMAT
+    format: Literal["edgeir.bundle/1", "edgeir.bundle/2", "edgeir.bundle/3"] = FORMAT
     task: TaskConfig
     multiple_of: int = Field(ge=1, le=1024)  # graph inputs' H and W must be multiples of this
     min_size: int = Field(ge=1)  # smallest output side the runtime accepts
@@ -138,6 +145,17 @@ class Manifest(_Strict):
     producer: dict[str, Any] = Field(default_factory=dict)  # edgeir version, command, source model, ...
     files: dict[str, str] = Field(default_factory=dict)  # bundle-relative path -> sha256 (hex), filled by
     # write_bundle
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_stale(cls, raw: Any) -> Any:
+        """An edgeir.bundle/2 inpainting restore graph took a condition built on the host, which the runtime no
+        longer builds: such a bundle keeps its UNet graph, from which ``edgeir export`` composes new ones."""
+        if (isinstance(raw, dict) and raw.get("format") == "edgeir.bundle/2" and isinstance(raw.get("task"), dict)
+                and raw["task"].get("name") == "inpaint" and isinstance(raw.get("variants"), list)):
+            raw = {**raw, "variants": [v for v in raw["variants"] if not (isinstance(v, dict)
+                                                                          and v.get("kind") == "restore")]}
+        return raw
 
     @model_validator(mode="after")
     def _check(self) -> Manifest:

@@ -22,7 +22,7 @@ import onnx
 
 from edgeir import __version__
 from edgeir.bundle.io import MANIFEST, SUFFIX, load_bundle, write_bundle
-from edgeir.bundle.manifest import Manifest, Precision, Variant, make_variant
+from edgeir.bundle.manifest import FORMAT, Manifest, Precision, Variant, make_variant
 from edgeir.diffusion.steps import Sampling
 from edgeir.errors import ConfigError
 from edgeir.export.restore import export_restore
@@ -179,7 +179,7 @@ def _from_bundle(source: Path, ship: _Shipment, graphs: tuple[str, ...], format:
             ship.files[path.name] = path
             ship.summaries.insert(i, summary)
     return m.model_copy(update={"variants": ship.variants, "tile": tile, "overlap": overlap,
-                                "format": "edgeir.bundle/2"})
+                                "format": FORMAT})
 
 
 def _engines(manifest: Manifest, ship: _Shipment, graphs: tuple[str, ...], precision: str, profile: ShapeProfile,

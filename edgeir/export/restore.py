@@ -58,13 +58,10 @@ def feeds(task: Task, variant: Variant, multiple_of: int, d: Degraded, noise: np
     """The restore graph's inputs for degraded frame ``d`` (HxWx3 float pixels of 8-bit values) and its
     (1, K, H, W) noise field."""
     h, w = noise.shape[2:]
-    frame: dict[str, np.ndarray]
+    frame: dict[str, np.ndarray] = {"image": (d.image[None] * 255 + 0.5).astype(np.uint8)
+                                    if variant.pixels == "uint8" else d.image[None]}
     if task.name == "inpaint":
-        frame = {"condition": task.condition(d)[None]}
-    elif variant.pixels == "uint8":
-        frame = {"image": (d.image[None] * 255 + 0.5).astype(np.uint8)}
-    else:
-        frame = {"image": d.image[None]}
+        frame.update(task.graph_feeds(d.image, d.mask))  # type: ignore[attr-defined]
     return {**frame, "noise": noise, **layout.maps(h, w, variant.tile, variant.overlap, multiple_of)}  # type: ignore
 
 

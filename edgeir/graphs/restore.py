@@ -6,8 +6,9 @@ Q/DQ graph), so INT8 models get it too. Inside, in order:
 
 1. the task's condition, as training built it: super-resolution upsamples with ONNX ``Resize`` in the form
    that computes Pillow's bicubic (``cubic_coeff_a=-0.5``, ``half_pixel``, ``exclude_outside=1``; the same to
-   float rounding, and TensorRT's parser takes it); deblurring uses the image itself; inpainting's condition
-   (its hole fill is a sparse solve) comes in ready-made;
+   float rounding, and TensorRT's parser takes it); deblurring uses the image itself; inpainting's holes take
+   the values the host hands in with their flat indices (the fill is a sparse solve, so it stays on the host,
+   near the holes only), and its mask becomes the fourth channel;
 2. the frame cut into tiles by the ``rows`` / ``cols`` index maps of ``edgeir.graphs.layout`` (one ``Gather``
    over the flattened frame), and the noise field cut the same way;
 3. the few-step sampler loop, unrolled: ``edgeir.diffusion.sample`` and its step maths run over symbolic
@@ -45,21 +46,26 @@ def restore_graph(unet: onnx.ModelProto, task: str, scale: int, cond_channels: i
     # The condition is kept channels-last, as frames come: the Resize in between runs on NCHW (the form
     # TensorRT's cubic resize takes), and onnxruntime cancels the transpose pair around it to run its far faster
     # NHWC kernel.
+    inputs.append(helper.make_tensor_value_info("image", ONNX_TYPE[pixels], [1, "in_height", "in_width", 3]))
+    image = Sym(b, "image")
+    if pixels == "uint8":  # the same division from_array does, so the float pixels agree to the bit
+        image = b.op("Cast", image, to=TensorProto.FLOAT) / 255.0
     if task == "inpaint":
-        inputs.append(helper.make_tensor_value_info("condition", TensorProto.FLOAT,
-                                                    [1, "height", "width", cond_channels]))
-        cond = Sym(b, "condition")
-    else:
-        inputs.append(helper.make_tensor_value_info("image", ONNX_TYPE[pixels], [1, "in_height", "in_width", 3]))
-        image = Sym(b, "image")
-        if pixels == "uint8":  # the same division from_array does, so the float pixels agree to the bit
-            image = b.op("Cast", image, to=TensorProto.FLOAT) / 255.0
-        if scale > 1:
-            image = b.op("Transpose", b.op("Resize", b.op("Transpose", image, perm=[0, 3, 1, 2]), "",
-                                           b.const([1, 1, scale, scale]), mode="cubic", cubic_coeff_a=-0.5,
-                                           coordinate_transformation_mode="half_pixel", exclude_outside=1),
-                         perm=[0, 2, 3, 1])
-        cond = image * 2.0 - 1.0
+        # The holes take the host's fill (a sparse solve, ``edgeir.tasks.fill``) by their flat indices; the
+        # condition is then what InpaintTask.condition builds, to the bit.
+        inputs += [helper.make_tensor_value_info("mask", TensorProto.UINT8, [1, "in_height", "in_width", 1]),
+                   helper.make_tensor_value_info("holes", TensorProto.INT64, ["holes"]),
+                   helper.make_tensor_value_info("fill", TensorProto.FLOAT, ["holes", 3])]
+        flat = b.op("ScatterND", b.op("Reshape", image, b.const([-1, 3], np.int64)),
+                    b.op("Unsqueeze", "holes", b.const([1], np.int64)), "fill")
+        image = b.op("Concat", b.op("Reshape", flat, b.op("Shape", image)),
+                     b.op("Cast", "mask", to=TensorProto.FLOAT), axis=3)
+    elif scale > 1:
+        image = b.op("Transpose", b.op("Resize", b.op("Transpose", image, perm=[0, 3, 1, 2]), "",
+                                       b.const([1, 1, scale, scale]), mode="cubic", cubic_coeff_a=-0.5,
+                                       coordinate_transformation_mode="half_pixel", exclude_outside=1),
+                     perm=[0, 2, 3, 1])
+    cond = image * 2.0 - 1.0
     inputs += [helper.make_tensor_value_info("noise", TensorProto.FLOAT, [1, k, "height", "width"]),
                helper.make_tensor_value_info("rows", TensorProto.INT64, ["tiles_y", "tile_height"]),
                helper.make_tensor_value_info("cols", TensorProto.INT64, ["tiles_x", "tile_width"]),

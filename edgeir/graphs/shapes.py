@@ -103,7 +103,7 @@ def input_shapes(model: onnx.ModelProto, profile: ShapeProfile) -> dict[str, tup
 
 def frame_profile(scale: int, tile: int, overlap: int, multiple_of: int, frame: DimRange) -> ShapeProfile:
     """The named dimensions of a restore graph (``edgeir.graphs.restore``) for output frames whose sides range
-    over ``frame``: input sides, output sides, tile counts and tile lengths."""
+    over ``frame``: input sides, output sides, tile counts and tile lengths, inpainting's hole count."""
     from edgeir.graphs.layout import span
 
     def side(f) -> DimRange:
@@ -111,5 +111,7 @@ def frame_profile(scale: int, tile: int, overlap: int, multiple_of: int, frame: 
 
     inputs = side(lambda s: -(-s // scale))
     tiles, lengths = (side(lambda s, i=i: span(s, tile, overlap, multiple_of)[i]) for i in (0, 1))
+    # Inpainting's holes: at least one (a frame without holes gets one that keeps its pixel), at most all.
+    holes = DimRange(min=1, opt=max(1, frame.opt * frame.opt // 16), max=frame.max * frame.max)
     return {"height": frame, "width": frame, "in_height": inputs, "in_width": inputs, "tiles_y": tiles,
-            "tiles_x": tiles, "tile_height": lengths, "tile_width": lengths}
+            "tiles_x": tiles, "tile_height": lengths, "tile_width": lengths, "holes": holes}

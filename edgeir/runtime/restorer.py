@@ -4,8 +4,9 @@ The host does as little as it can: each frame goes to the bundle's restore graph
 uint8, NHWC) and comes back as pixels; condition, tiling, the sampler loop, blending and rounding all run in
 the graph, on the device. What a frame size needs besides its pixels -- the noise field for the seed and the
 tile index maps -- is made once and reused, so a stream of same-size frames makes it once (and a video's still
-regions stay still: every frame starts from the same noise). Only inpainting builds its condition on the host,
-since its hole fill is a sparse solve (``edgeir.tasks.fill``).
+regions stay still: every frame starts from the same noise). Only inpainting's hole fill runs on the host,
+since it is a sparse solve (``edgeir.tasks.fill``): near the holes only, handed to the graph as the holes' flat
+indices and values.
 
 Frames over ``max_call_pixels`` are restored in horizontal bands, each with a tile's worth of context above and
 below and aligned to the tile grid: a band's kept rows come from the very tiles the whole frame would have used,
@@ -29,8 +30,8 @@ from edgeir.data.images import MAX_PIXELS, Picture, from_array, to_array
 from edgeir.errors import ConfigError, ImageError
 from edgeir.graphs import layout
 from edgeir.runtime.backends import STATIC, Session, cache_root, open_backend
-from edgeir.tasks import Degraded
 from edgeir.tasks.base import resize
+from edgeir.tasks.inpaint import hole_feeds
 
 MAX_CALL_PIXELS = 2_100_000  # output pixels per graph call: a 1920x1080 frame is one call
 PLANS = 2  # frame sizes whose noise and index maps are kept
@@ -109,10 +110,14 @@ class Restorer:
         """uint8 or uint16 HxW or HxWxC (grey, grey+alpha, RGB, RGBA) -> the same dtype and channels at
         output resolution. Inpainting: ``mask`` (HxW bool, True = missing) or transparent pixels. 8-bit RGB
         goes to the graph as it is."""
-        if (image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3 and self.task.name != "inpaint"
-                and self.variant.pixels == "uint8"):
-            self._check_size(*image.shape[:2])
-            return self._frame(image, seed)
+        if image.dtype == np.uint8 and image.ndim == 3 and self.variant.pixels == "uint8":
+            if image.shape[2] == 3 and self.task.name != "inpaint":
+                self._check_size(*image.shape[:2])
+                return self._frame(image, seed)
+            if self.task.name == "inpaint" and image.shape[2] == (3 if mask is not None else 4):
+                self._check_size(*image.shape[:2])
+                mask = self._mask(image[..., 3] < 128 if mask is None else mask, *image.shape[:2])
+                return self._frame(np.ascontiguousarray(image[..., :3]), seed, mask=mask)
         return to_array(self.restore_picture(from_array(image), seed, mask))
 
     def restore_picture(self, pic: Picture, seed: int = 0, mask: np.ndarray | None = None) -> Picture:
@@ -129,19 +134,22 @@ class Restorer:
         elif alpha is not None and self.task.scale > 1:
             s = self.task.scale
             alpha = np.clip(resize(alpha[..., None], (h * s, w * s))[..., 0], 0, 1)
-        if mask is not None and mask.shape != (h, w):
-            raise ImageError(f"the mask is {mask.shape[1]}x{mask.shape[0]} but the image is {w}x{h}")
+        if mask is not None:
+            mask = self._mask(mask, h, w)
         variant, session = self._for_depth(pic.bit_depth)
-        if self.task.name == "inpaint":
-            d = Degraded(pic.rgb, None if mask is None else mask.astype(bool))
-            frame = np.ascontiguousarray(self.task.condition(d), dtype=np.float32)
-        elif variant.pixels == "uint8":  # 8-bit values, exactly as they were read
+        if variant.pixels == "uint8":  # 8-bit values, exactly as they were read
             frame = (pic.rgb * 255 + 0.5).astype(np.uint8)
         else:
             frame = np.ascontiguousarray(pic.rgb, dtype=np.float32)
-        out = self._frame(frame, seed, variant, session)
+        out = self._frame(frame, seed, variant, session, mask)
         rgb = out.astype(np.float32) / np.float32(255) if out.dtype == np.uint8 else out
         return Picture(rgb, alpha, pic.bit_depth, pic.gray)
+
+    @staticmethod
+    def _mask(mask: np.ndarray, h: int, w: int) -> np.ndarray:
+        if mask.shape != (h, w):
+            raise ImageError(f"the mask is {mask.shape[1]}x{mask.shape[0]} but the image is {w}x{h}")
+        return mask.astype(bool, copy=False)
 
     def _check_size(self, h: int, w: int) -> None:
         s = self.task.scale
@@ -185,20 +193,22 @@ class Restorer:
                 yield pending.result()
 
     def _frame(self, frame: np.ndarray, seed: int, variant: Variant | None = None,
-               session: Session | None = None) -> np.ndarray:
-        """One frame's pixels (HxWxC at input resolution; inpainting's condition at output resolution) ->
-        the HxWx3 output pixels, through the restore graph, in bands if it is large."""
+               session: Session | None = None, mask: np.ndarray | None = None) -> np.ndarray:
+        """One frame's HxWx3 pixels at input resolution (and inpainting's hole ``mask``) -> the HxWx3 output
+        pixels, through the restore graph, in bands if it is large."""
         variant, session = variant or self.variant, session or self.session
-        s = 1 if self.task.name == "inpaint" else self.task.scale
+        s = self.task.scale
         h, w = frame.shape[0] * s, frame.shape[1] * s
         bands = self._plan(h, w, seed, variant)
-        first = "condition" if self.task.name == "inpaint" else "image"
+        holes = self.task.graph_feeds(frame, mask) if self.task.name == "inpaint" else {}  # type: ignore
         if len(bands) == 1:
-            return self._graph(session, {first: frame[None], **bands[0].static})[0]
+            return self._graph(session, {"image": frame[None], **holes, **bands[0].static})[0]
         out = np.empty((h, w, 3), np.dtype(variant.pixels))
         for band in bands:
-            part = np.ascontiguousarray(frame[band.src])[None]
-            out[band.dest] = self._graph(session, {first: part, **band.static})[0, band.keep]
+            part = {"image": np.ascontiguousarray(frame[band.src])[None]}
+            if holes:
+                part.update(_band_holes(frame, holes, band.src))
+            out[band.dest] = self._graph(session, {**part, **band.static})[0, band.keep]
         return out
 
     def _graph(self, session: Session, feeds: dict[str, np.ndarray]) -> np.ndarray:
@@ -229,6 +239,15 @@ class Restorer:
         if len(self._plans) > PLANS:
             self._plans.popitem(last=False)
         return bands
+
+
+def _band_holes(frame: np.ndarray, feeds: dict[str, np.ndarray], rows: slice) -> dict[str, np.ndarray]:
+    """Inpainting's hole inputs for a band of rows of ``frame``: the frame's fill (worked out once, on the
+    whole frame, so bands join exactly), its holes renumbered from the band's first row."""
+    width, holes = frame.shape[1], feeds["holes"]
+    lo, hi = np.searchsorted(holes, [rows.start * width, rows.stop * width])
+    return hole_feeds(frame[rows], feeds["mask"][0, rows, :, 0].view(bool), holes[lo:hi] - rows.start * width,
+                      feeds["fill"][lo:hi])
 
 
 def band_rows(h: int, w: int, tile: int, overlap: int, scale: int, max_pixels: int

@@ -12,21 +12,18 @@ from __future__ import annotations
 import numpy as np
 
 
-def near_holes(fill, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``fill(image, mask)`` worked out on the holes' bounding box grown by as much as the holes span (at least
-    32 pixels) rather than on the whole frame: a few holes in a large frame cost what the holes cost. The fill
-    inside a hole comes from the known pixels around it, and a model trained on crops saw no more context than
-    this."""
+def hole_box(mask: np.ndarray) -> tuple[slice, slice] | None:
+    """Where a fill is worked out: the holes' bounding box grown by as much as the holes span (at least 32
+    pixels), not the whole frame, so a few holes in a large frame cost what the holes cost. The fill inside a
+    hole comes from the known pixels around it, and a model trained on crops saw no more context than this.
+    None without holes."""
     if not mask.any():
-        return image.astype(np.float32)
+        return None
     ys, xs = np.nonzero(mask.any(1)), np.nonzero(mask.any(0))
     y0, y1, x0, x1 = int(ys[0][0]), int(ys[0][-1]) + 1, int(xs[0][0]), int(xs[0][-1]) + 1
     margin = max(32, y1 - y0, x1 - x0)
     grid = 1 << (2 * margin - 1).bit_length()  # the crop keeps the frame's pyramid blocks up to this size
-    box = (slice(max(0, y0 - margin) // grid * grid, y1 + margin), slice(max(0, x0 - margin) // grid * grid, x1 + margin))
-    out = image.astype(np.float32)
-    out[box] = fill(image[box], mask[box])
-    return out
+    return slice(max(0, y0 - margin) // grid * grid, y1 + margin), slice(max(0, x0 - margin) // grid * grid, x1 + margin)
 
 
 def _pyramid(image: np.ndarray, mask: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -34,23 +31,30 @@ def _pyramid(image: np.ndarray, mask: np.ndarray) -> list[tuple[np.ndarray, np.n
     known = (~mask).astype(np.float32)[..., None]
     levels = [(image.astype(np.float32) * known, known)]
     while min(levels[-1][1].shape[:2]) > 1:
-        v, w = levels[-1]
-        h2, w2 = -(-v.shape[0] // 2), -(-v.shape[1] // 2)
-        pad = ((0, 2 * h2 - v.shape[0]), (0, 2 * w2 - v.shape[1]), (0, 0))
-        v, w = np.pad(v, pad), np.pad(w, pad)
-        levels.append(tuple(a.reshape(h2, 2, w2, 2, -1).sum((1, 3)) for a in (v, w)))
+        levels.append(tuple(_block_sums(a) for a in levels[-1]))
     return levels
 
 
-def _coarse_to_fine(image: np.ndarray, mask: np.ndarray, refine) -> np.ndarray:
-    levels = _pyramid(image, mask)
+def _block_sums(a: np.ndarray) -> np.ndarray:
+    """Sums over 2x2 blocks, an odd last row or column padded with zeros."""
+    if a.shape[0] % 2 or a.shape[1] % 2:
+        a = np.pad(a, ((0, a.shape[0] % 2), (0, a.shape[1] % 2), (0, 0)))
+    out = a[0::2, 0::2] + a[0::2, 1::2]
+    out += a[1::2, 0::2]
+    out += a[1::2, 1::2]
+    return out
+
+
+def _coarse_to_fine(levels: list[tuple[np.ndarray, np.ndarray]], refine, finest: int = 0) -> np.ndarray:
+    """The estimate at level ``finest``: the coarsest level's block means, then each finer level refined from
+    the one above it."""
     v, w = levels[-1]
     est = v / np.maximum(w, 1e-8)
-    for depth in range(len(levels) - 2, -1, -1):
+    for depth in range(len(levels) - 2, finest - 1, -1):
         v, w = levels[depth]
         up = np.repeat(np.repeat(est, 2, 0), 2, 1)[: v.shape[0], : v.shape[1]]
         est = refine(up, v, w, depth)
-    return np.where(mask[..., None], est, image).astype(np.float32)
+    return est
 
 
 def pyramid_fill(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -61,7 +65,7 @@ def pyramid_fill(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         alpha = np.minimum(w, 1.0)
         return alpha * (v / np.maximum(w, 1e-8)) + (1 - alpha) * up
 
-    return _coarse_to_fine(image, mask, refine)
+    return np.where(mask[..., None], _coarse_to_fine(_pyramid(image, mask), refine), image).astype(np.float32)
 
 
 def biharmonic_fill(image: np.ndarray, mask: np.ndarray, iterations: int = 8, max_iterations: int = 64
@@ -69,7 +73,9 @@ def biharmonic_fill(image: np.ndarray, mask: np.ndarray, iterations: int = 8, ma
     """Coarse to fine, each level's empty pixels start from the coarser level and take ``iterations``
     conjugate-gradient steps towards ``Δ²u = 0`` at full resolution, twice as many at each coarser level (up to
     ``max_iterations``): a coarse level leaves only fine error to the next one, and coarse steps are cheap.
-    Unlike a membrane, a biharmonic surface overshoots next to sharp edges, so the fill is clipped to [0, 1]."""
+    Unlike a membrane, a biharmonic surface overshoots next to sharp edges, so the fill is clipped to [0, 1].
+    The finest level is never built whole: its known pixels are the image's own, so only the holes take the
+    coarser level's values and are solved, which is what keeps a few holes in a large frame cheap."""
 
     def refine(up, v, w, depth):
         empty = w[..., 0] == 0
@@ -78,7 +84,15 @@ def biharmonic_fill(image: np.ndarray, mask: np.ndarray, iterations: int = 8, ma
             _solve(est, empty, min(max_iterations, iterations << depth))
         return est
 
-    return np.clip(_coarse_to_fine(image, mask, refine), 0, 1)
+    out = image.astype(np.float32)
+    levels = _pyramid(image, mask)
+    ys, xs = np.nonzero(mask)
+    if len(levels) == 1:  # a single row or column: no coarser level to start the holes from
+        out[ys, xs] = 0
+    elif ys.size:
+        out[ys, xs] = _coarse_to_fine(levels, refine, finest=1)[ys // 2, xs // 2]
+        _solve(out, mask, iterations)
+    return np.clip(out, 0, 1, out=out)
 
 
 def _solve(u: np.ndarray, free: np.ndarray, iterations: int) -> None:
@@ -86,22 +100,30 @@ def _solve(u: np.ndarray, free: np.ndarray, iterations: int) -> None:
     (so ``Δ²u = 0`` there) with the other pixels as the boundary condition. The Laplacian is the grid graph's
     (the image border mirrors the edge pixel), which keeps the system symmetric. The solve works on a compact
     copy of the pixels within two steps of a free one, so its buffers and steps grow with the holes, not the
-    image."""
+    image: free pixels first, then the rest of their neighbours, then those neighbours' neighbours, each pixel
+    one 16-byte row (three channels and a zero), so a neighbour sum is one gather of whole rows."""
     h, w = free.shape
     near = _dilate(free)  # where Δ is needed: the free pixels and their neighbours
-    reach = np.flatnonzero(_dilate(near))  # where Δ reads from
-    slot = np.full(h * w, -1, np.intp)
+    inner_px = np.flatnonzero(free)
+    ring_px = np.concatenate([inner_px, np.flatnonzero(near & ~free)])
+    reach = np.concatenate([ring_px, np.flatnonzero(_dilate(near) & ~near)])  # where Δ reads from
+    slot = np.empty(h * w, np.intp)
     slot[reach] = np.arange(reach.size)
-    inner_px, ring_px = np.flatnonzero(free), np.flatnonzero(near)
+    n_inner, n_ring = inner_px.size, ring_px.size
     ring_nb, inner_nb = slot[_neighbours(ring_px, h, w)], slot[_neighbours(inner_px, h, w)]
-    inner, ring = slot[inner_px], slot[ring_px]  # positions in the compact copy
     flat = u.reshape(h * w, -1)
-    planes = np.ascontiguousarray(flat[reach].T)  # (C, N): gathers run along contiguous rows
+    c = flat.shape[1]
+    planes = np.zeros((reach.size, 4), np.float32)  # (N, 4): rows of 16 bytes gather as one complex128
+    planes[:, :c] = flat[reach]
     scratch = np.zeros_like(planes)
 
+    def neighbour_sum(field: np.ndarray, nb: np.ndarray) -> np.ndarray:
+        rows = np.take(field.view(np.complex128)[:, 0], nb)  # (4, n)
+        return rows.view(np.float32).reshape(4, -1, 4).sum(0)
+
     def bilaplacian(field: np.ndarray) -> np.ndarray:
-        scratch[:, ring] = field[:, ring_nb].sum(1) - 4 * field[:, ring]
-        return scratch[:, inner_nb].sum(1) - 4 * scratch[:, inner]
+        scratch[:n_ring] = neighbour_sum(field, ring_nb) - 4 * field[:n_ring]
+        return neighbour_sum(scratch, inner_nb) - 4 * scratch[:n_inner]
 
     r = -bilaplacian(planes)
     p, rr = r.copy(), float((r * r).sum())
@@ -109,17 +131,17 @@ def _solve(u: np.ndarray, free: np.ndarray, iterations: int) -> None:
     for _ in range(iterations):
         if rr < 1e-20:
             break
-        step[:, inner] = p
+        step[:n_inner] = p
         ap = bilaplacian(step)
         curvature = float((p * ap).sum())
         if curvature <= 0:  # only rounding leaves a search direction without curvature: converged
             break
         alpha = rr / curvature
-        planes[:, inner] += alpha * p
+        planes[:n_inner] += alpha * p
         r -= alpha * ap
         rr, previous = float((r * r).sum()), rr
         p = r + (rr / previous) * p
-    flat[inner_px] = planes[:, inner].T
+    flat[inner_px] = planes[:n_inner, :c]
 
 
 def _dilate(m: np.ndarray) -> np.ndarray:

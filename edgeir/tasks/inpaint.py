@@ -16,9 +16,20 @@ from PIL import Image, ImageDraw
 from pydantic import Field
 
 from edgeir.tasks.base import Degraded, Task
-from edgeir.tasks.fill import biharmonic_fill, near_holes, pyramid_fill
+from edgeir.tasks.fill import biharmonic_fill, hole_box, pyramid_fill
 
 FILLS = {"pyramid": pyramid_fill, "biharmonic": biharmonic_fill}
+
+
+def hole_feeds(image: np.ndarray, mask: np.ndarray, holes: np.ndarray, fill: np.ndarray) -> dict[str, np.ndarray]:
+    """The (1, H, W, 1) uint8 mask, the (N,) holes and their (N, 3) fill, as a restore graph takes them. A frame
+    (or band) without holes gets one at its first pixel filled with that pixel's own value, which changes
+    nothing, so no input is ever empty (TensorRT profiles start at one)."""
+    if not holes.size:
+        first = image[:1, :1].reshape(1, 3)
+        holes = np.zeros(1, np.int64)
+        fill = first.astype(np.float32) / np.float32(255) if first.dtype == np.uint8 else first.astype(np.float32)
+    return {"mask": mask.astype(bool, copy=False).view(np.uint8)[None, ..., None], "holes": holes, "fill": fill}
 
 
 def _draw_mask(h: int, w: int, rng: np.random.Generator, kind: str) -> np.ndarray:
@@ -65,12 +76,32 @@ class InpaintTask(Task):
 
     def condition(self, d: Degraded) -> np.ndarray:
         mask = d.mask if d.mask is not None else np.zeros(d.image.shape[:2], bool)
-        cond = np.empty(mask.shape + (4,), np.float32)  # built in place: the runtime does this per frame
-        cond[..., :3] = near_holes(FILLS[self.fill], d.image, mask)
+        cond = np.empty(mask.shape + (4,), np.float32)
+        cond[..., :3] = d.image
+        holes, fill = self.fill_holes(d.image, mask)
+        cond.reshape(-1, 4)[holes, :3] = fill
         cond[..., 3] = mask
         cond *= 2
         cond -= 1
         return cond
+
+    def graph_feeds(self, image: np.ndarray, mask: np.ndarray | None) -> dict[str, np.ndarray]:
+        """A restore graph's inputs besides the frame (``edgeir.graphs.restore``): the mask, the holes' flat
+        indices and their fill."""
+        if mask is None:
+            mask = np.zeros(image.shape[:2], bool)
+        return hole_feeds(image, mask, *self.fill_holes(image, mask))
+
+    def fill_holes(self, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) int64 flat indices of the holes, row-major, and (N, 3) float32 values in [0, 1] filling them:
+        what a restore graph takes besides the frame, since the fill is a sparse solve. ``image``: HxWx3
+        floats in [0, 1], or uint8."""
+        box = hole_box(mask)
+        if box is None:
+            return np.zeros(0, np.int64), np.zeros((0, 3), np.float32)
+        crop = image[box] if image.dtype != np.uint8 else image[box].astype(np.float32) / np.float32(255)
+        holes = mask[box]
+        return np.flatnonzero(mask).astype(np.int64), FILLS[self.fill](crop, holes)[holes]
 
     def loss_weight(self, cond):
         """Known pixels are pasted back into the output, so training spends its effort on the holes."""
