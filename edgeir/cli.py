@@ -259,18 +259,25 @@ def compress_cmd(model, recipe, out, resume, device, trust_pickle, as_json):
 @click.option("--timing-cache", type=click.Path(path_type=Path), help="TensorRT timing cache, reused across "
               "builds (default: in the edgeir cache folder).")
 @click.option("--trust-pickle", is_flag=True, help="Allow loading a .pt/.pth state dict you made yourself.")
+@click.option("--step-scales", is_flag=True, help="For a bundle with an INT8 UNet graph and two or more steps: "
+              "give each step's copy in the restore graph activation scales calibrated at its own timestep, kept "
+              "if that brings the graph closer to its float twin on the held-out photographs.")
+@click.option("--calibration", type=click.IntRange(1), default=64, show_default=True,
+              help="With --step-scales: calibration crops of the training photographs.")
 @json_option
 @user_errors
 def export_cmd(model, out, fmt, precision, graph, tile, overlap, opset, batch, size, frame, steps, fp16_io,
-               workspace_mb, timing_cache, trust_pickle, as_json):
+               workspace_mb, timing_cache, trust_pickle, step_scales, calibration, as_json):
     """Export MODEL (or compose restore graphs or build TensorRT engines for a bundle) into a checked bundle."""
     from edgeir.commands.export import print_summary
+    from edgeir.commands.export import step_scales as calibrate_steps
     from edgeir.export.bundle import export_bundle
     from edgeir.runtime.backends import cache_root
 
+    per_step = calibrate_steps(model, calibration) if step_scales else None
     result = export_bundle(model, out, fmt, precision, graph, opset, batch, size, frame, steps, tile, overlap,
                            not fp16_io, workspace_mb, timing_cache or cache_root() / "tensorrt.timing-cache",
-                           trust_pickle, " ".join(sys.argv))
+                           trust_pickle, " ".join(sys.argv), per_step)
     if as_json:
         print_json(result)
     else:

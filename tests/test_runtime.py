@@ -99,6 +99,49 @@ def test_frames_of_any_size_blend_back_exactly(tile, overlap, h, w):
                                                            max(-(-w // 4) * 4, 2 * overlap))
 
 
+def scaled_unet(gain: float) -> onnx.ModelProto:
+    """A stand-in UNet graph predicting x0 = gain * x_t + tanh(condition), its gain an initializer."""
+    x, t, c = (helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in
+               (("x_t", ["b", 3, "h", "w"]), ("t", ["b"]), ("condition", ["b", 3, "h", "w"])))
+    nodes = [helper.make_node("Mul", ["x_t", "gain"], ["scaled"]), helper.make_node("Tanh", ["condition"], ["c"]),
+             helper.make_node("Add", ["scaled", "c"], ["prediction"])]
+    out = helper.make_tensor_value_info("prediction", TensorProto.FLOAT, ["b", 3, "h", "w"])
+    inits = [helper.make_tensor("gain", TensorProto.FLOAT, [], [gain]),
+             helper.make_tensor("unused_but_shared", TensorProto.FLOAT, [4], [1.0, 2.0, 3.0, 4.0])]
+    model = helper.make_model(helper.make_graph(nodes, "u", [x, t, c], [out], inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def test_each_step_may_run_its_own_unet_graph():
+    """A restore graph composed from one UNet graph per step (INT8 scales calibrated per timestep, say) runs
+    each at its own step, as the host loop does when it switches graphs by timestep; initializers equal in
+    name and value are stored once, and one graph for every step composes exactly as a single graph."""
+    from edgeir.graphs.reference import host_restore
+
+    steps = ddim_steps(alphas_cumprod("cosine", 1000), [999, 666, 333])
+    sampling = Sampling(steps, "x0", 1.0, 1.0)
+    gains = {999: 0.9, 666: -0.4, 333: 0.2}
+    nets = [scaled_unet(gains[s.t]) for s in steps]
+    graph = restore_graph(nets, "deblur", 1, 3, sampling, 8, "float32")
+    stored = [i.name for i in graph.graph.initializer]
+    assert stored.count("unet/unused_but_shared") == 1 and sum("gain" in n for n in stored) == 3
+    rng = np.random.default_rng(2)
+    image = rng.random((1, 40, 36, 3), dtype=np.float32)
+    noise = rng.standard_normal((1, 3, 40, 36), dtype=np.float32)
+    maps = layout.maps(40, 36, 32, 8, 4)
+    out = open_session(graph.SerializeToString()).run(None, {"image": image, "noise": noise, **maps})[0][0]
+    sessions = {t: open_session(net.SerializeToString()) for t, net in zip(gains, nets)}
+    cond = np.ascontiguousarray(image[0].transpose(2, 0, 1)) * 2 - 1
+    expected = host_restore(lambda f: sessions[int(f["t"][0])].run(None, f)[0], cond, noise[0], sampling, 32, 8, 4)
+    np.testing.assert_allclose(out, expected.transpose(1, 2, 0), atol=1e-5)
+    single = restore_graph(nets[0], "deblur", 1, 3, sampling, 8, "float32")
+    assert restore_graph([nets[0]] * 3, "deblur", 1, 3, sampling, 8, "float32") == single
+    with pytest.raises(ValueError, match="2 UNet graphs for 3 sampler steps"):
+        restore_graph(nets[:2], "deblur", 1, 3, sampling, 8, "float32")
+
+
 def test_the_graphs_bicubic_is_the_training_condition():
     """Super-resolution's condition is built inside the graph: through a network that adds nothing, the output
     is the task's own (Pillow) bicubic upsampling of the input, to float rounding."""

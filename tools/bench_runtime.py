@@ -6,11 +6,11 @@ side by side in one run.
   sampler step (all tiles batched), pixels converted on the host (``edgeir.graphs.reference``);
 * restore graph: ``edgeir.runtime.Restorer`` on the bundle's restore graph: the frame in, the frame out.
 
-Host time is a frame's whole time minus the time inside onnxruntime's ``run``. Every configuration runs in a
-fresh process that never imports torch (its peak RSS is its own), median of ``--runs`` after one warm-up; the
-stream row restores 30 same-size frames through ``Restorer.stream``.
+Host time is a frame's whole time minus that frame's time inside onnxruntime's ``run`` (median over frames).
+Every configuration runs in a fresh process that never imports torch (its peak RSS is its own), median of
+``--runs`` after one warm-up; the stream row restores 30 same-size frames through ``Restorer.stream``.
 
-    nice .venv/bin/python tools/bench_runtime.py [--runs 3] [--threads 2] [--bundles sr4x deblur inpaint]
+    nice .venv/bin/python tools/bench_runtime.py [--runs 5] [--threads 2] [--bundles sr4x deblur inpaint]
 """
 
 from __future__ import annotations
@@ -71,8 +71,8 @@ else:
         restore(i)
         totals.append((time.perf_counter() - start) * 1000)
         graphs.append(inside[0] * 1000)
-    total, graph = float(np.median(totals)), float(np.median(graphs))
-    result.update(total_ms=total, graph_ms=graph, host_ms=total - graph, calls=calls[0])
+    result.update(total_ms=float(np.median(totals)), graph_ms=float(np.median(graphs)),
+                  host_ms=float(np.median(np.subtract(totals, graphs))), calls=calls[0])
 result["torch"] = "torch" in sys.modules
 result["peak_rss_mb"] = peak_rss_mb()
 print(json.dumps(result))

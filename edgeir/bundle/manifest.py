@@ -92,6 +92,10 @@ class Variant(_Strict):
     tile: int | None = Field(None, ge=1, le=4096)
     overlap: int | None = Field(None, ge=0)
     pixels: Pixels | None = None
+    # INT8 UNet graphs only: per sampler step, activation scales calibrated at that step's timestep (scale
+    # constant -> value, edgeir.compress.step_scales); restore graphs are composed from copies of ``graph``
+    # holding them, while ``graph`` itself keeps the scales shared by all steps.
+    step_scales: list[dict[str, float]] | None = None
 
     @property
     def sampling(self) -> Sampling:
@@ -121,6 +125,11 @@ class Variant(_Strict):
         given = [v is not None for v in (self.tile, self.overlap, self.pixels)]
         if (self.kind == "restore" and not all(given)) or (self.kind != "restore" and any(given)):
             raise ValueError("tile, overlap and pixels are set for restore graphs, and only for them")
+        if self.step_scales is not None and (self.kind != "unet" or self.precision != "int8"
+                                             or len(self.step_scales) != len(self.steps)
+                                             or not all(v > 0 for d in self.step_scales for v in d.values())):
+            raise ValueError(f"variant {self.name}: step_scales are for INT8 UNet graphs, positive, one set per "
+                             "step")
         return self
 
     def check_io(self, task: str) -> None:

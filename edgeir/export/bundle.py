@@ -27,7 +27,7 @@ from edgeir.diffusion.steps import Sampling
 from edgeir.errors import ConfigError
 from edgeir.export.restore import export_restore
 from edgeir.graphs.layout import default_overlap
-from edgeir.graphs.qdq import has_qdq
+from edgeir.graphs.qdq import has_qdq, with_scales
 from edgeir.graphs.readiness import check_tensorrt
 from edgeir.graphs.shapes import (
     DimRange,
@@ -147,10 +147,11 @@ def _onnx_network_summary(path: Path, precision: str) -> dict:
 
 
 def _from_bundle(source: Path, ship: _Shipment, graphs: tuple[str, ...], format: Format, frame: DimRange,
-                 tile: int | None, overlap: int | None) -> Manifest:
+                 tile: int | None, overlap: int | None, step_scales: list[dict[str, float]] | None) -> Manifest:
     """The bundle's ONNX variants and files, unpacked into ``ship``; with ``restore`` asked for (and not only
-    TensorRT engines), its restore graphs composed anew from its UNet graph. Engines it carries were built for
-    another machine or TensorRT: they are left out, to be rebuilt here."""
+    TensorRT engines), its restore graphs composed anew from its UNet graph, with its (or the given) activation
+    scales per step if it has them. Engines it carries were built for another machine or TensorRT: they are left out, to be
+    rebuilt here."""
     bundle = load_bundle(source)
     m = bundle.manifest
     recompose = format == "onnx" or tile is not None or overlap is not None
@@ -160,6 +161,12 @@ def _from_bundle(source: Path, ship: _Shipment, graphs: tuple[str, ...], format:
     keep = [v for v in m.variants if v.format == "onnx" and not (recompose and v.kind == "restore")]
     if not keep:
         raise ConfigError(f"{source}: no ONNX graphs to build from")
+    unet = next((v for v in keep if v.kind == "unet"), None)
+    if step_scales is not None:
+        if unet is None or unet.precision != "int8" or len(step_scales) != len(unet.steps):
+            raise ConfigError(f"{source}: per-step scales need an INT8 UNet graph, one set per sampler step")
+        keep = [v.model_copy(update={"step_scales": step_scales}) if v is unet else v for v in keep]
+        unet = next(v for v in keep if v.kind == "unet")
     for v in keep:
         path = ship.work / v.graph
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -169,12 +176,13 @@ def _from_bundle(source: Path, ship: _Shipment, graphs: tuple[str, ...], format:
     overlap = m.overlap if overlap is None and tile == m.tile else overlap
     overlap = default_overlap(tile, m.multiple_of) if overlap is None else overlap
     if recompose:
-        unet = next((v for v in keep if v.kind == "unet"), None)
         if unet is None:
             raise ConfigError(f"{source}: has no UNet graph to compose restore graphs from")
+        graph = bundle.read(unet.graph)
+        nets: bytes | list[bytes] = graph if unet.step_scales is None else [
+            with_scales(onnx.load_from_string(graph), scales).SerializeToString() for scales in unet.step_scales]
         for i, (variant, path, summary) in enumerate(export_restore(
-                bundle.read(unet.graph), m.task, m.multiple_of, unet.sampling, tile, overlap, unet.precision,
-                ship.work, frame)):
+                nets, m.task, m.multiple_of, unet.sampling, tile, overlap, unet.precision, ship.work, frame)):
             ship.variants.insert(i, variant)
             ship.files[path.name] = path
             ship.summaries.insert(i, summary)
@@ -213,7 +221,8 @@ def export_bundle(model: str, out: Path, format: Format = "onnx", precision: Pre
                   graph: str = "restore", opset: int = 17, batch: str = "1:1:4", size: str = "64:256:512",
                   frame: str = "64:1080:2160", steps: int | None = None, tile: int | None = None,
                   overlap: int | None = None, keep_io_fp32: bool = True, workspace_mb: int = 1024,
-                  timing_cache: Path | None = None, trust_pickle: bool = False, command: str = "") -> dict:
+                  timing_cache: Path | None = None, trust_pickle: bool = False, command: str = "",
+                  step_scales: list[dict[str, float]] | None = None) -> dict:
     """Write the bundle ``out`` (atomically) and return what was exported, checked and built. ``size`` and
     ``batch`` bound the UNet and sampler graphs' TensorRT profile; ``frame`` the output frame sides of restore
     graphs; ``tile``/``overlap`` (default: ``size``'s OPT and an eighth of it) are baked into restore graphs."""
@@ -228,8 +237,10 @@ def export_bundle(model: str, out: Path, format: Format = "onnx", precision: Pre
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.export.") as tmp:
         ship = _Shipment(Path(tmp))
         if is_bundle(source):
-            manifest = _from_bundle(source, ship, graphs, format, frames, tile, overlap)
+            manifest = _from_bundle(source, ship, graphs, format, frames, tile, overlap, step_scales)
             _check_profile(profile, manifest.multiple_of)
+        elif step_scales is not None:
+            raise ConfigError("per-step scales are made for a bundle's INT8 UNet graph: export the model first")
         else:
             manifest = _from_model(model, ship, graphs, precision, opset, profile, frames, steps,
                                    tile or profile["height"].opt, overlap, keep_io_fp32, trust_pickle)

@@ -74,37 +74,40 @@ def reference(session, task: Task, sampling: Sampling, tile: int, overlap: int, 
     return task.compose(out.transpose(1, 2, 0), d)
 
 
-def export_restore(unet: bytes, task: Task, multiple_of: int, sampling: Sampling, tile: int, overlap: int,
-                   precision: Precision, out_dir: Path, frame: DimRange) -> list[tuple[Variant, Path, dict]]:
-    """Both restore graphs (uint8 and float32 pixels) of ``unet``, checked, in ``out_dir``; with each, its
-    variant and a summary of the checks. ``frame``: the output frame sides TensorRT readiness is judged for."""
+def export_restore(unet: bytes | list[bytes], task: Task, multiple_of: int, sampling: Sampling, tile: int,
+                   overlap: int, precision: Precision, out_dir: Path, frame: DimRange
+                   ) -> list[tuple[Variant, Path, dict]]:
+    """Both restore graphs (uint8 and float32 pixels) of ``unet`` (one UNet graph, or one per sampler step),
+    checked, in ``out_dir``; with each, its variant and a summary of the checks. ``frame``: the output frame
+    sides TensorRT readiness is judged for."""
     try:
         layout.check(tile, overlap, multiple_of)
     except ValueError as e:
         raise ConfigError(f"--tile/--overlap: {e}") from None
-    model = onnx.load_from_string(unet)
+    per_step = isinstance(unet, list)
+    models = [onnx.load_from_string(g) for g in unet] if per_step else [onnx.load_from_string(unet)]
+    models = models * (len(sampling.steps) // len(models))
     frames = test_frames(task, tile)
     rng = np.random.default_rng(0)
     noises = {k: rng.standard_normal((1, noise_channels(sampling.steps), *np.multiply(d.image.shape[:2], task.scale)),
                                      dtype=np.float32) for k, d in frames.items()}
 
-    def host_loop(graph: bytes) -> dict[str, np.ndarray]:
-        session = open_session(graph)
-        return {k: reference(session, task, sampling, tile, overlap, multiple_of, d, noises[k])
+    def host_loop(nets: list[onnx.ModelProto]) -> dict[str, np.ndarray]:
+        return {k: reference(_StepSessions(nets, sampling), task, sampling, tile, overlap, multiple_of, d, noises[k])
                 for k, d in frames.items()}
 
-    expected = host_loop(unet)
-    twin = float_twin(model) if has_qdq(model) else None
+    expected = host_loop(models)
+    twin = [float_twin(m) for m in models] if has_qdq(models[0]) else None
     if twin is not None:
-        twin_expected = host_loop(twin.SerializeToString())
+        twin_expected = host_loop(twin)
         int8_gate = {k: min(INT8_ENOUGH_DB, _psnr(expected[k], twin_expected[k])) for k in frames}
     results = []
     for pixels in ("uint8", "float32"):
-        def compose(net: onnx.ModelProto, pixels: str = pixels) -> onnx.ModelProto:
-            return restore_graph(net, task.name, task.scale, task.cond_channels, sampling, overlap,
-                                 pixels)  # type: ignore[arg-type]
+        def compose(nets: list[onnx.ModelProto], pixels: str = pixels) -> onnx.ModelProto:
+            return restore_graph(nets if per_step else nets[0], task.name, task.scale, task.cond_channels,
+                                 sampling, overlap, pixels)  # type: ignore[arg-type]
 
-        graph = compose(model)
+        graph = compose(models)
         suffix = "" if pixels == "uint8" else ".float"
         path = out_dir / f"restore.{precision}{suffix}.onnx"
         onnx.save(graph, str(path))
@@ -131,6 +134,21 @@ def export_restore(unet: bytes, task: Task, multiple_of: int, sampling: Sampling
             graph, frame_profile(task.scale, tile, overlap, multiple_of, frame)))
         results.append((variant, path, summary))
     return results
+
+
+class _StepSessions:
+    """The host loop's UNet calls, each run by the graph of its step (one graph: every step)."""
+
+    def __init__(self, nets: list[onnx.ModelProto], sampling: Sampling):
+        opened: dict[int, object] = {}
+        self.by_t = {}
+        for net, step in zip(nets, sampling.steps, strict=True):
+            if id(net) not in opened:
+                opened[id(net)] = open_session(net.SerializeToString())
+            self.by_t[float(step.t)] = opened[id(net)]
+
+    def run(self, outputs, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self.by_t[float(feeds["t"][0])].run(outputs, feeds)
 
 
 def _run(path: Path, task: Task, variant: Variant, multiple_of: int, frames: dict[str, Degraded],

@@ -56,3 +56,31 @@ def float_twin(model: onnx.ModelProto) -> onnx.ModelProto:
     for node in [n for n in graph.node if n.op_type == "QuantizeLinear" and n.output[0] not in read]:
         graph.node.remove(node)
     return drop_unused(twin)
+
+
+def activation_quantizers(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """The QuantizeLinear nodes of activations (of computed tensors, not of constant weights)."""
+    values = constants(model.graph)
+    return [n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in values]
+
+
+def with_scales(model: onnx.ModelProto, scales: dict[str, float]) -> onnx.ModelProto:
+    """A copy of ``model`` whose scale constants named in ``scales`` (initializers or Constant outputs, as
+    activation quantizers and their dequantizers read them) hold the given values instead."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    values = constants(out.graph)
+    unknown = sorted(set(scales) - set(values))
+    if unknown:
+        raise ValueError(f"the graph has no scale constant {unknown[0]}")
+    tensors = {name: numpy_helper.from_array(np.full(values[name].shape, s, values[name].dtype), name)
+               for name, s in scales.items()}
+    for init in out.graph.initializer:
+        if init.name in tensors:
+            init.CopyFrom(tensors[init.name])
+    for node in out.graph.node:
+        if node.op_type == "Constant" and node.output[0] in tensors:
+            for attr in node.attribute:
+                if attr.name == "value":
+                    attr.t.CopyFrom(tensors[node.output[0]])
+    return out

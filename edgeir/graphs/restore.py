@@ -21,6 +21,8 @@ Q/DQ graph), so INT8 models get it too. Inside, in order:
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -36,11 +38,16 @@ ONNX_TYPE = {"uint8": TensorProto.UINT8, "float32": TensorProto.FLOAT, "int64": 
 INT_MAX = np.iinfo(np.int64).max
 
 
-def restore_graph(unet: onnx.ModelProto, task: str, scale: int, cond_channels: int, sampling: Sampling,
-                  overlap: int, pixels: Pixels = "uint8") -> onnx.ModelProto:
-    """The restore graph of a network given as its UNet graph (inputs ``x_t``, ``t``, ``condition``). Tile
-    sizes come with the index maps it is fed; ``overlap`` is built in."""
-    b = GraphBuilder(next(o.version for o in unet.opset_import if o.domain in ("", "ai.onnx")))
+def restore_graph(unet: onnx.ModelProto | Sequence[onnx.ModelProto], task: str, scale: int, cond_channels: int,
+                  sampling: Sampling, overlap: int, pixels: Pixels = "uint8") -> onnx.ModelProto:
+    """The restore graph of a network given as its UNet graph (inputs ``x_t``, ``t``, ``condition``), or as one
+    UNet graph per sampler step (say, INT8 graphs whose activation scales were calibrated at each step's own
+    timestep): initializers equal in name and value are stored once. Tile sizes come with the index maps it is
+    fed; ``overlap`` is built in."""
+    nets = [unet] * len(sampling.steps) if isinstance(unet, onnx.ModelProto) else list(unet)
+    if len(nets) != len(sampling.steps):
+        raise ValueError(f"{len(nets)} UNet graphs for {len(sampling.steps)} sampler steps")
+    b = GraphBuilder(max(o.version for net in nets for o in net.opset_import if o.domain in ("", "ai.onnx")))
     k = noise_channels(sampling.steps)
     inputs = []
     # The condition is kept channels-last, as frames come: the Resize in between runs on NCHW (the form
@@ -77,12 +84,14 @@ def restore_graph(unet: onnx.ModelProto, task: str, scale: int, cond_channels: i
     cond_tiles = _split(b, cond, cond_channels, index, tile_hw, channels_last=True)
     noise_tiles = _split(b, Sym(b, "noise"), k, index, tile_hw)
     chunks = iter([_channels(b, noise_tiles, i, i + 3) for i in range(3, k, 3)])
-    weights = _weights(b, unet)
+    weights = _weights(b, nets)
+    by_step = {step.t: i for i, step in enumerate(sampling.steps)}
     count = b.op("Slice", b.op("Shape", cond_tiles), b.const([0], np.int64), b.const([1], np.int64))
 
     def x0(x_t: Sym, step: Step) -> Sym:
         t = b.op("Expand", b.const([float(step.t)]), count)
-        pred = _inline(b, unet, {"x_t": x_t, "t": t, "condition": cond_tiles}, weights, f"step{step.t}/")
+        i = by_step[step.t]
+        pred = _inline(b, nets[i], {"x_t": x_t, "t": t, "condition": cond_tiles}, weights[i], f"step{step.t}/")
         return to_x0(pred, x_t, step.sqrt_ab, step.sqrt_1mab, sampling.prediction)
 
     x = sample(x0, _channels(b, noise_tiles, 0, 3) * float(sampling.temperature), list(sampling.steps),
@@ -167,15 +176,23 @@ def _fold(b: GraphBuilder, x: Sym, axis: int, overlap: int) -> Sym:
                 axis=axis)
 
 
-def _weights(b: GraphBuilder, unet: onnx.ModelProto) -> dict[str, str]:
-    """The UNet's initializers, added once under a prefix; every copy of its nodes reads these."""
-    names = {}
-    for init in unet.graph.initializer:
-        copy = onnx.TensorProto()
-        copy.CopyFrom(init)
-        copy.name = f"unet/{init.name}"
-        b.initializers[copy.name] = copy
-        names[init.name] = copy.name
+def _weights(b: GraphBuilder, nets: list[onnx.ModelProto]) -> list[dict[str, str]]:
+    """Each UNet graph's initializers, by name, as the composed graph names them: added once under a prefix,
+    an initializer another graph already holds with the same value reused (weights shared across steps)."""
+    held: dict[tuple[str, bytes], str] = {}
+    names = []
+    for k, net in enumerate(nets):
+        mapping = {}
+        for init in net.graph.initializer:
+            key = (init.name, hashlib.sha256(init.SerializeToString()).digest())
+            if key not in held:
+                copy = onnx.TensorProto()
+                copy.CopyFrom(init)
+                copy.name = f"unet/{init.name}" if f"unet/{init.name}" not in b.initializers else f"unet{k}/{init.name}"
+                b.initializers[copy.name] = copy
+                held[key] = copy.name
+            mapping[init.name] = held[key]
+        names.append(mapping)
     return names
 
 

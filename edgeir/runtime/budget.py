@@ -80,8 +80,11 @@ def time_restores(restorer: Restorer, height: int, width: int, runs: int = 10, w
 
     if not stream:
         totals = interleaved_ms([restore], runs, warmup)[0]
-        graph_ms = float(np.median(graphs[warmup:]))
-        return Timing(*_percentiles(totals), graph_ms, float(np.median(totals)) - graph_ms, runs)
+        graphs = graphs[warmup:]
+        # A frame's host time is that frame's total less its own graph time: medians of differences, not
+        # differences of medians taken from different frames.
+        hosts = [total - graph for total, graph in zip(totals, graphs, strict=True)]
+        return Timing(*_percentiles(totals), float(np.median(graphs)), float(np.median(hosts)), runs)
     for _ in range(warmup):
         restorer.restore(image)
     restorer.graph_seconds = 0.0

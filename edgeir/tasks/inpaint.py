@@ -16,9 +16,10 @@ from PIL import Image, ImageDraw
 from pydantic import Field
 
 from edgeir.tasks.base import Degraded, Task
-from edgeir.tasks.fill import biharmonic_fill, hole_box, pyramid_fill
+from edgeir.tasks.fill import biharmonic_holes, hole_box, pyramid_fill
 
-FILLS = {"pyramid": pyramid_fill, "biharmonic": biharmonic_fill}
+# Each fill as the values it gives the holes, row-major
+FILLS = {"pyramid": lambda image, mask: pyramid_fill(image, mask)[mask], "biharmonic": biharmonic_holes}
 
 
 def hole_feeds(image: np.ndarray, mask: np.ndarray, holes: np.ndarray, fill: np.ndarray) -> dict[str, np.ndarray]:
@@ -99,9 +100,11 @@ class InpaintTask(Task):
         box = hole_box(mask)
         if box is None:
             return np.zeros(0, np.int64), np.zeros((0, 3), np.float32)
-        crop = image[box] if image.dtype != np.uint8 else image[box].astype(np.float32) / np.float32(255)
-        holes = mask[box]
-        return np.flatnonzero(mask).astype(np.int64), FILLS[self.fill](crop, holes)[holes]
+        crop = image[box]
+        if crop.dtype == np.uint8:  # the division from_array makes, on the crop only
+            crop = crop.astype(np.float32)
+            crop /= np.float32(255)
+        return np.flatnonzero(mask).astype(np.int64), FILLS[self.fill](crop, mask[box])
 
     def loss_weight(self, cond):
         """Known pixels are pasted back into the output, so training spends its effort on the holes."""
