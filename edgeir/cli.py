@@ -115,9 +115,11 @@ def train_cmd(preset, out, work, iters, batch, patch, lr, device, workers, max_m
 @backend_option
 @click.option("--plan", type=click.Path(path_type=Path), help="Use the configuration chosen by "
               "'edgeir bench --budget-ms' (its plan file).")
+@click.option("--trusted-key", "trusted_keys", multiple=True, type=click.Path(path_type=Path),
+              help="An ed25519 public key (edgeir keygen); repeatable. Only a bundle signed by one of them is run.")
 @json_option
 @user_errors
-def restore_cmd(bundle, inputs, outdir, variant, seed, backend, plan, as_json):
+def restore_cmd(bundle, inputs, outdir, variant, seed, backend, plan, trusted_keys, as_json):
     """Restore image files, folders or globs INPUTS with BUNDLE.
 
     Each input that fails prints one line 'error: FILE: problem' on stderr and the rest are restored.
@@ -125,7 +127,7 @@ def restore_cmd(bundle, inputs, outdir, variant, seed, backend, plan, as_json):
     plan, -o naming a file)."""
     from edgeir.commands.restore import run_restore
 
-    result = run_restore(bundle, list(inputs), outdir, variant, seed, backend, plan)
+    result = run_restore(bundle, list(inputs), outdir, variant, seed, backend, plan, list(trusted_keys) or None)
     if as_json:
         print_json(result)
     else:
@@ -264,24 +266,43 @@ def compress_cmd(model, recipe, out, resume, device, trust_pickle, as_json):
               "if that brings the graph closer to its float twin on the held-out photographs.")
 @click.option("--calibration", type=click.IntRange(1), default=64, show_default=True,
               help="With --step-scales: calibration crops of the training photographs.")
+@click.option("--sign", "sign_key", type=click.Path(path_type=Path), help="Sign the bundle with this ed25519 "
+              "private key (edgeir keygen), for devices that run only bundles signed by keys they trust.")
 @json_option
 @user_errors
 def export_cmd(model, out, fmt, precision, graph, tile, overlap, opset, batch, size, frame, steps, fp16_io,
-               workspace_mb, timing_cache, trust_pickle, step_scales, calibration, as_json):
+               workspace_mb, timing_cache, trust_pickle, step_scales, calibration, sign_key, as_json):
     """Export MODEL (or compose restore graphs or build TensorRT engines for a bundle) into a checked bundle."""
     from edgeir.commands.export import print_summary
     from edgeir.commands.export import step_scales as calibrate_steps
     from edgeir.export.bundle import export_bundle
     from edgeir.runtime.backends import cache_root
 
+    if sign_key is not None:  # a key that cannot sign is refused before minutes of export, not after
+        from edgeir.bundle.signing import key_fingerprint
+
+        key_fingerprint(sign_key, private=True)
+
     per_step = calibrate_steps(model, calibration) if step_scales else None
     result = export_bundle(model, out, fmt, precision, graph, opset, batch, size, frame, steps, tile, overlap,
                            not fp16_io, workspace_mb, timing_cache or cache_root() / "tensorrt.timing-cache",
-                           trust_pickle, " ".join(sys.argv), per_step)
+                           trust_pickle, " ".join(sys.argv), per_step, sign_key)
     if as_json:
         print_json(result)
     else:
         print_summary(result)
+
+
+@main.command("keygen")
+@click.argument("key", type=click.Path(path_type=Path))
+@user_errors
+def keygen_cmd(key):
+    """Make an ed25519 key pair for signing bundles: KEY (private, owner-only) and KEY.pub (for devices)."""
+    from edgeir.bundle.signing import generate_key, key_fingerprint
+
+    private, public = generate_key(key)
+    click.echo(f"wrote {private} (keep it private: 'edgeir export --sign {private}') and {public} (key "
+               f"{key_fingerprint(public, private=False)}: 'edgeir restore --trusted-key {public}')")
 
 
 @main.command("report")

@@ -153,6 +153,36 @@ def test_tensorrt_builds_an_engine_per_frame_size_and_uploads_static_inputs_once
     assert len(builds) == 2
 
 
+def test_tensorrt_builds_one_engine_for_a_frame_size_whatever_the_holes(tmp_path, monkeypatch):
+    """Inpainting's hole count changes from frame to frame at one frame size: the engine's profile ranges over
+    it (one hole to every pixel) instead of building an engine per count."""
+    from edgeir.tasks import InpaintTask
+
+    cudart = FakeCudart()
+    install_fakes(monkeypatch, cudart)
+    builds = []
+
+    def fake_build(graph, shapes, fp16, strongly_typed, workspace_mb, timing_cache, name):
+        builds.append(shapes)
+        return b"engine for " + repr(sorted(shapes.items())).encode()
+
+    monkeypatch.setattr(trt_builder, "build_serialized", fake_build)
+    monkeypatch.setenv("EDGEIR_CACHE", str(tmp_path / "cache"))
+    inpaint = make_bundle(tiny_restorer(InpaintTask(fill="biharmonic")), tmp_path / "inp")
+    runtime = Restorer.load(inpaint, backend="tensorrt")
+    frames = []
+    for holes in (3, 40, 0):
+        rgba = np.full((16, 24, 4), 255, np.uint8)
+        rgba.reshape(-1, 4)[:holes, 3] = 0
+        frames.append(rgba)
+    outs = list(runtime.stream(frames))
+    assert len(outs) == 3 and outs[0].shape == (16, 24, 3)
+    (profile,) = builds
+    assert profile["holes"] == ((1,), (16 * 24 // 16,), (16 * 24,))
+    assert profile["fill"] == ((1, 3), (16 * 24 // 16, 3), (16 * 24, 3))
+    assert profile["image"] == ((1, 16, 24, 3),) * 3
+
+
 class FakeOrtValue:
     uploads: ClassVar[list] = []
 

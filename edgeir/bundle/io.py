@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -35,9 +36,12 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+UNCOVERED = ("digest", "signature")  # what a manifest's digest cannot cover: itself, and a signature of it
+
+
 def manifest_digest(raw: dict) -> str:
-    """The digest a manifest carries: of its canonical JSON without the digest itself."""
-    body = {k: v for k, v in raw.items() if k != "digest"}
+    """The digest a manifest carries: of its canonical JSON without the digest and the signature."""
+    body = {k: v for k, v in raw.items() if k not in UNCOVERED}
     return sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode())
 
 
@@ -108,9 +112,10 @@ class Bundle:
         return self._verified[name]
 
 
-def write_bundle(dest: str | Path, files: dict[str, str | Path], manifest: Manifest) -> Path:
+def write_bundle(dest: str | Path, files: dict[str, str | Path], manifest: Manifest,
+                 sign_key: str | Path | None = None) -> Path:
     """Write ``files`` (bundle-relative name -> source file) and the manifest, with checksums and its digest
-    filled in. ``dest`` ending in ``.edgeir`` gives a single zip, anything else a folder. Atomic either way:
+    filled in, and signed with the ed25519 private key at ``sign_key`` if given (``edgeir.bundle.signing``). ``dest`` ending in ``.edgeir`` gives a single zip, anything else a folder. Atomic either way:
     built next to ``dest`` and renamed into place, so a reader never sees half a bundle."""
     dest = Path(dest)
     bad = [n for n in files if not _safe_name(n)]
@@ -124,6 +129,10 @@ def write_bundle(dest: str | Path, files: dict[str, str | Path], manifest: Manif
         mode="json")
     Manifest.model_validate(raw)  # what we write must load
     raw["digest"] = manifest_digest(raw)
+    if sign_key is not None:
+        from edgeir.bundle.signing import sign
+
+        raw["signature"] = sign(raw["digest"], sign_key)
     text = json.dumps(raw, indent=2) + "\n"
     if dest.suffix == SUFFIX:
         with atomic_path(dest) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
@@ -139,21 +148,22 @@ def write_bundle(dest: str | Path, files: dict[str, str | Path], manifest: Manif
     return dest
 
 
-def load_bundle(path: str | Path) -> Bundle:
+def load_bundle(path: str | Path, trusted_keys: Sequence[str | Path] | None = None) -> Bundle:
     """A verified bundle, or ``CheckpointError`` with one line saying what is wrong. Files are checked against
-    their sha256 when read (``Bundle.read``)."""
+    their sha256 when read (``Bundle.read``). With ``trusted_keys`` (ed25519 public key files), the bundle must
+    also be signed by one of them."""
     path = Path(path)
     if path.is_dir():
-        return _load(path, _Folder(path))
+        return _load(path, _Folder(path), trusted_keys)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such bundle (a folder with {MANIFEST}, or a {SUFFIX} file)")
     try:
-        return _load(path, _Zip(path))
+        return _load(path, _Zip(path), trusted_keys)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, NotImplementedError) as e:
         raise CheckpointError(f"{path}: not a readable bundle ({type(e).__name__}: {brief(e, 80)})") from None
 
 
-def _load(path: Path, src: _Folder | _Zip) -> Bundle:
+def _load(path: Path, src: _Folder | _Zip, trusted_keys: Sequence[str | Path] | None) -> Bundle:
     size = src.size(MANIFEST)
     if size is None:
         raise CheckpointError(f"{path}: incomplete bundle: no {MANIFEST}")
@@ -169,8 +179,12 @@ def _load(path: Path, src: _Folder | _Zip) -> Bundle:
         raise CheckpointError(f"{path}: {MANIFEST} is not a manifest (not a JSON object)")
     if raw.get("format") != "edgeir.bundle/1" and raw.get("digest") != manifest_digest(raw):
         raise CheckpointError(f"{path}: {MANIFEST} does not match its digest (edited or corrupt bundle)")
+    if trusted_keys is not None:
+        from edgeir.bundle.signing import verify
+
+        verify(path, str(raw.get("digest")), raw.get("signature"), trusted_keys)
     try:
-        manifest = Manifest.model_validate({k: v for k, v in raw.items() if k != "digest"})
+        manifest = Manifest.model_validate({k: v for k, v in raw.items() if k not in UNCOVERED})
     except ValidationError as e:
         raise CheckpointError(f"{path}: invalid {MANIFEST}: {validation_message(e)}") from None
     if not manifest.files:

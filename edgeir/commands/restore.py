@@ -61,11 +61,12 @@ def expand_inputs(inputs: list[str]) -> tuple[dict[Path, Path], list[dict]]:
 
 
 def run_restore(bundle: str | Path, inputs: list[str], outdir: Path, variant: str | None = None, seed: int = 0,
-                backend: str = "auto", plan: Path | None = None) -> dict:
+                backend: str = "auto", plan: Path | None = None, trusted_keys: list[Path] | None = None) -> dict:
     outdir = Path(outdir)
     if outdir.exists() and not outdir.is_dir():
         raise ImageError(f"{outdir}: not a folder (-o names the folder for the restored images)")
-    restorer = Plan.read(plan).load(bundle) if plan else Restorer.load(bundle, backend, variant)
+    restorer = (Plan.read(plan).load(bundle, trusted_keys) if plan else
+                Restorer.load(bundle, backend, variant, trusted_keys=trusted_keys))
     files, failed = expand_inputs(inputs)
     protected = set(files.values())
     restored, taken = [], set()

@@ -222,7 +222,7 @@ def export_bundle(model: str, out: Path, format: Format = "onnx", precision: Pre
                   frame: str = "64:1080:2160", steps: int | None = None, tile: int | None = None,
                   overlap: int | None = None, keep_io_fp32: bool = True, workspace_mb: int = 1024,
                   timing_cache: Path | None = None, trust_pickle: bool = False, command: str = "",
-                  step_scales: list[dict[str, float]] | None = None) -> dict:
+                  step_scales: list[dict[str, float]] | None = None, sign_key: Path | None = None) -> dict:
     """Write the bundle ``out`` (atomically) and return what was exported, checked and built. ``size`` and
     ``batch`` bound the UNet and sampler graphs' TensorRT profile; ``frame`` the output frame sides of restore
     graphs; ``tile``/``overlap`` (default: ``size``'s OPT and an eighth of it) are baked into restore graphs."""
@@ -257,6 +257,6 @@ def export_bundle(model: str, out: Path, format: Format = "onnx", precision: Pre
         if records:
             producer["engines"] = records
         manifest = manifest.model_copy(update={"producer": producer})
-        write_bundle(out, ship.files, manifest)
+        write_bundle(out, ship.files, manifest, sign_key)
     return {"bundle": str(out), "variants": [v.name for v in manifest.variants], "graphs": ship.summaries,
             "engines": records, "tensorrt_profile": producer["tensorrt_profile"]}

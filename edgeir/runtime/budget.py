@@ -18,6 +18,7 @@ import json
 import resource
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -123,8 +124,9 @@ class Plan:
     def save(self, path: str | Path) -> Path:
         return write_atomic(path, json.dumps(asdict(self), indent=2))
 
-    def load(self, bundle: str | Path) -> Restorer:
-        r = Restorer.load(bundle, self.backend, self.variant, max_call_pixels=self.max_call_pixels, tile=self.tile)
+    def load(self, bundle: str | Path, trusted_keys: Sequence[str | Path] | None = None) -> Restorer:
+        r = Restorer.load(bundle, self.backend, self.variant, max_call_pixels=self.max_call_pixels, tile=self.tile,
+                          trusted_keys=trusted_keys)
         if r.bundle.digest != self.digest:
             raise ConfigError(f"this plan was measured on another bundle ({self.bundle}); run edgeir bench again")
         return r

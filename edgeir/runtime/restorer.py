@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,14 +62,15 @@ class Restorer:
 
     @classmethod
     def load(cls, path: str | Path, backend: str = "auto", variant: str | None = None, threads: int | None = None,
-             max_call_pixels: int = MAX_CALL_PIXELS, workspace_mb: int = 1024, tile: int | None = None
-             ) -> Restorer:
+             max_call_pixels: int = MAX_CALL_PIXELS, workspace_mb: int = 1024, tile: int | None = None,
+             trusted_keys: Sequence[str | Path] | None = None) -> Restorer:
         """``backend``: auto, tensorrt, ort-trt, ort-cuda or ort-cpu. ``variant``: default the bundle's first
         restore graph. ``threads``: onnxruntime's intra-op threads (default: one per core).
         ``max_call_pixels``: larger frames go in bands. ``workspace_mb``: TensorRT's builder workspace.
         ``tile``: the output tile side (default the variant's); a restore graph takes its tiles from the index
-        maps it is fed, so any tile its overlap allows runs, a smaller one in less memory."""
-        bundle = load_bundle(path)
+        maps it is fed, so any tile its overlap allows runs, a smaller one in less memory. ``trusted_keys``:
+        ed25519 public key files; the bundle must then be signed by one of them (``edgeir export --sign``)."""
+        bundle = load_bundle(path, trusted_keys)
         m = bundle.manifest
         try:
             v = m.variant(variant)

@@ -3,7 +3,7 @@ no pycuda).
 
 An engine only runs on the GPU model and TensorRT version that built it, so portable bundles ship ONNX and the
 engine is built on the device, for the frame size it meets (a restore graph's shapes all follow from the
-frame's), then cached under ``cache_root()`` keyed by graph, TensorRT version, GPU, precision and shapes; a
+frame's, but for inpainting's hole count, which its profile ranges over), then cached under ``cache_root()`` keyed by graph, TensorRT version, GPU, precision and shapes; a
 stream of same-size frames builds once. A variant whose format is ``tensorrt`` ships a prebuilt engine for one
 device: it is used as is, and refused clearly when it does not deserialize here.
 
@@ -26,6 +26,7 @@ from edgeir.files import write_atomic
 if TYPE_CHECKING:
     import tensorrt as trt
 
+Shape = tuple[int, ...]
 INSTALL = "pip install 'edgeir[trt]'; on a Jetson, JetPack's python3-libnvinfer and pip install cuda-python"
 
 
@@ -65,6 +66,7 @@ class TrtSession:
         self.gpu = _check(self.cudart.cudaGetDeviceProperties(0), "finding a GPU").name.decode(errors="replace")
         self.stream = _check(self.cudart.cudaStreamCreate(), "creating a CUDA stream")
         self.output = variant.outputs[0].name
+        self.per_frame = {spec.name for spec in variant.inputs if spec.layout == "holes"}
         self.contexts: dict[tuple, trt.IExecutionContext] = {}  # input shapes -> context of their engine
         self.buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, capacity in bytes)
         self.uploaded: dict[str, int] = {}  # static input -> id of the host array now on the device
@@ -81,29 +83,44 @@ class TrtSession:
                                f"(this is TensorRT {trt.__version__}); ship ONNX and let the device build it")
         return engine
 
+    def _profile(self, shapes: dict[str, Shape]) -> dict[str, tuple[Shape, Shape, Shape]]:
+        """Each input's (min, opt, max) shape for inputs of these shapes: exactly the frame's, except a count
+        that changes from frame to frame at one frame size (inpainting's holes), which ranges from one to
+        every pixel of the frame, so a stream of frames with different holes builds one engine."""
+        pixels = int(np.prod(shapes["noise"][2:])) if "noise" in shapes else 1
+        profile: dict[str, tuple[Shape, Shape, Shape]] = {}
+        for name, shape in shapes.items():
+            if name in self.per_frame:
+                rest = tuple(shape[1:])
+                profile[name] = ((1, *rest), (max(1, pixels // 16), *rest), (pixels, *rest))
+            else:
+                profile[name] = (shape, shape, shape)
+        return profile
+
     def _context(self, shapes: dict[str, tuple[int, ...]]) -> trt.IExecutionContext:
         """The execution context for inputs of these shapes: an engine built (or read from the cache) for
-        exactly them, or the prebuilt one."""
-        key = tuple(sorted(shapes.items()))
+        their profile, or the prebuilt one."""
+        profile = self._profile(shapes)
+        key = tuple(sorted(profile.items()))
         if key not in self.contexts:
-            engine = self.prebuilt if self.variant.format == "tensorrt" else self._deserialize(self._engine(shapes))
+            engine = self.prebuilt if self.variant.format == "tensorrt" else self._deserialize(self._engine(profile))
             self.contexts[key] = engine.create_execution_context()
         return self.contexts[key]
 
-    def _engine(self, shapes: dict[str, tuple[int, ...]]) -> bytes:
+    def _engine(self, profile: dict[str, tuple[Shape, Shape, Shape]]) -> bytes:
         import tensorrt as trt
 
         v = self.variant
-        key = hashlib.sha256(self.graph + f"|{trt.__version__}|{self.gpu}|{v.precision}|{sorted(shapes.items())}"
+        key = hashlib.sha256(self.graph + f"|{trt.__version__}|{self.gpu}|{v.precision}|{sorted(profile.items())}"
                              .encode())
         path = self.cache / f"{v.name}-{key.hexdigest()[:16]}.engine"
         if path.exists():
             return path.read_bytes()
         # The exporter's builder (torch- and onnx-free, so it runs here): Q/DQ graphs strongly typed, the FP16
-        # flag for FP16 graphs, one profile for exactly these shapes.
+        # flag for FP16 graphs, one profile for this frame size.
         from edgeir.graphs.tensorrt import build_serialized
 
-        blob = build_serialized(self.graph, {n: (s, s, s) for n, s in shapes.items()}, fp16=v.precision == "fp16",
+        blob = build_serialized(self.graph, profile, fp16=v.precision == "fp16",
                                 strongly_typed=v.precision == "int8", workspace_mb=self.workspace_mb,
                                 timing_cache=self.cache / "timing.cache", name=v.graph)
         write_atomic(path, blob)
