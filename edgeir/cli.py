@@ -42,6 +42,9 @@ def user_errors(fn):
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 backend_option = click.option("--backend", default="auto", show_default=True,
                               help="auto, tensorrt, ort-trt, ort-cuda or ort-cpu.")
+trusted_key_option = click.option("--trusted-key", "trusted_keys", multiple=True, type=click.Path(path_type=Path),
+                                  help="An ed25519 public key (edgeir keygen); repeatable. Only a bundle signed "
+                                  "by one of them is used.")
 
 
 def print_json(obj) -> None:
@@ -115,8 +118,7 @@ def train_cmd(preset, out, work, iters, batch, patch, lr, device, workers, max_m
 @backend_option
 @click.option("--plan", type=click.Path(path_type=Path), help="Use the configuration chosen by "
               "'edgeir bench --budget-ms' (its plan file).")
-@click.option("--trusted-key", "trusted_keys", multiple=True, type=click.Path(path_type=Path),
-              help="An ed25519 public key (edgeir keygen); repeatable. Only a bundle signed by one of them is run.")
+@trusted_key_option
 @json_option
 @user_errors
 def restore_cmd(bundle, inputs, outdir, variant, seed, backend, plan, trusted_keys, as_json):
@@ -158,9 +160,11 @@ def restore_cmd(bundle, inputs, outdir, variant, seed, backend, plan, trusted_ke
 @backend_option
 @click.option("--plan-out", type=click.Path(path_type=Path), help="Where to record the chosen configuration "
               "(default: the edgeir cache).")
+@trusted_key_option
 @json_option
 @user_errors
-def bench_cmd(bundle, size, budget_ms, memory_mb, profile, runs, variant, stream, backend, plan_out, as_json):
+def bench_cmd(bundle, size, budget_ms, memory_mb, profile, runs, variant, stream, backend, plan_out, trusted_keys,
+              as_json):
     """Latency (p50/p95/p99, graph and host time apart) and peak memory of whole restores at output SIZE."""
     from edgeir.commands.bench import run_bench, table
 
@@ -177,7 +181,8 @@ def bench_cmd(bundle, size, budget_ms, memory_mb, profile, runs, variant, stream
         workspace_mb = p.workspace_mb
     if not size:
         raise click.UsageError("give --size HxW or --device PROFILE")
-    result = run_bench(bundle, size, budget_ms, runs, backend, variant, plan_out, stream, workspace_mb, memory_mb)
+    result = run_bench(bundle, size, budget_ms, runs, backend, variant, plan_out, stream, workspace_mb, memory_mb,
+                       list(trusted_keys) or None)
     if profile:
         result["device_profile"] = {"name": p.name, "status": p.status, "p95_budget_ms": p.p95_budget_ms,
                                     "memory_mb": p.memory_mb}

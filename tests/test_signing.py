@@ -64,6 +64,9 @@ def test_a_signed_bundle_runs_where_its_key_is_trusted_and_nowhere_else(signed, 
                                         "--trusted-key", str(pub)])
     assert refused.exit_code == 2 and "not signed" in refused.output
     assert "Traceback" not in refused.output and not (tmp_path / "p").exists()
+    bench = CliRunner().invoke(main, ["bench", str(SR4X), "--size", "32x32", "--runs", "1", "--trusted-key",
+                                      str(pub)])
+    assert bench.exit_code == 2 and "not signed" in bench.output
 
 
 def test_an_edit_after_signing_is_refused_even_with_a_fresh_digest(signed, tmp_path):

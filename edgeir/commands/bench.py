@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
+from edgeir.bundle import load_bundle
 from edgeir.errors import ConfigError
 from edgeir.runtime import Restorer
 from edgeir.runtime.backends import cache_root
@@ -26,10 +27,14 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def run_bench(bundle: str | Path, size: str, budget_ms: float | None = None, runs: int = 20,
               backend: str = "auto", variant: str | None = None, plan_out: Path | None = None,
-              stream: bool = False, workspace_mb: int = 1024, memory_mb: float | None = None) -> dict:
+              stream: bool = False, workspace_mb: int = 1024, memory_mb: float | None = None,
+              trusted_keys: list[Path] | None = None) -> dict:
     """Without a budget, ``variant`` (default the bundle's first) is measured as it is; with one, the planner
-    picks among the bundle's restore graphs (or ``variant``'s tiles and bands) and the choice is measured."""
+    picks among the bundle's restore graphs (or ``variant``'s tiles and bands) and the choice is measured.
+    ``trusted_keys``: measure only a bundle signed by one of them."""
     h, w = parse_size(size)
+    if trusted_keys:
+        load_bundle(bundle, trusted_keys)
     result: dict = {}
     if budget_ms is not None or memory_mb is not None:
         chosen = plan(bundle, h, w, budget_ms, backend, memory_mb=memory_mb, variant=variant,
