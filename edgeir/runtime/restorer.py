@@ -228,7 +228,7 @@ class Restorer:
         tile, overlap = variant.tile, variant.overlap
         assert tile is not None and overlap is not None
         noise = np.random.default_rng(seed).standard_normal((1, variant.noise_channels, h, w), dtype=np.float32)
-        s = 1 if self.task.name == "inpaint" else self.task.scale
+        s = self.task.scale
         m = self.manifest.multiple_of
         bands = []
         for top, bottom, keep_top, keep_bottom in band_rows(h, w, tile, overlap, s, self.max_call_pixels):
