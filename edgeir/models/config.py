@@ -8,8 +8,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from edgeir.diffusion.schedules import ScheduleKind, spaced_timesteps
+from edgeir.diffusion.latent import Condition, LatentSpace
+from edgeir.diffusion.scheduler import DiffusersSchedule
+from edgeir.diffusion.schedules import ScheduleConfig
 from edgeir.diffusion.steps import Target
+from edgeir.models.tiny_decoder import TinyDecoderConfig
 from edgeir.models.unet import UNetConfig
 from edgeir.tasks import TaskConfig
 
@@ -65,9 +68,37 @@ NetworkSpec = Annotated[EdgeUNetSpec | DiffusersUNetSpec | ExternalNetSpec | Onn
                         Field(discriminator="type")]
 
 
-class ScheduleConfig(_Strict):
-    kind: ScheduleKind = "cosine"
-    num_train_timesteps: int = Field(1000, ge=2)
+Schedule = Annotated[ScheduleConfig | DiffusersSchedule, Field(discriminator="kind")]
+
+
+class TinyDecoderSpec(_Strict):
+    """A small decoder distilled from an autoencoder's (``edgeir.models.tiny_decoder``), in its place."""
+
+    type: Literal["tiny"] = "tiny"
+    config: TinyDecoderConfig
+
+
+class AutoencoderSpec(_Strict):
+    """A latent restorer's autoencoder: diffusers' ``VQModel`` ("vq") or ``AutoencoderKL`` ("kl") built from
+    ``config``, its weights in the folder's ``autoencoder.safetensors``. The UNet samples
+    ``(z - shift_factor) * scaling_factor`` for the encoder's ``z`` (LDM's VQ pipelines use the raw latent,
+    scale 1). ``decoder`` replaces the autoencoder's decoder; ``graphs`` names ONNX graphs in the folder that run
+    the encoder or decoder instead of torch (the quantize stage's INT8 ones)."""
+
+    type: Literal["vq", "kl"]
+    config: dict[str, Any]
+    scaling_factor: float = Field(1.0, gt=0)
+    shift_factor: float = 0.0
+    condition: Condition = "latent"
+    decoder: TinyDecoderSpec | None = None
+    graphs: dict[Literal["encoder", "decoder"], Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+\.onnx$")]] = \
+        Field(default_factory=dict)
+
+    @property
+    def space(self) -> LatentSpace:
+        blocks = self.config.get("block_out_channels", (64,))
+        return LatentSpace(factor=2 ** (len(blocks) - 1), channels=int(self.config.get("latent_channels", 3)),
+                           condition=self.condition)
 
 
 class SamplerConfig(_Strict):
@@ -89,8 +120,10 @@ class RestorerConfig(_Strict):
     format: Literal["edgeir.restorer/1"] = FORMAT
     network: NetworkSpec = Field(default_factory=EdgeUNetSpec)
     prediction: Literal["eps", "v", "x0"] = "x0"
-    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    schedule: Schedule = Field(default_factory=ScheduleConfig)
     task: TaskConfig
+    # A latent restorer: the network samples in this autoencoder's latent space.
+    autoencoder: AutoencoderSpec | None = None
     # What the network's clean sample is: "residual", (ground truth - the condition's base image) *
     # residual_scale, which has roughly unit scale (edgeir's own networks); or "image", the ground truth itself in
     # [-1, 1] (times residual_scale), as most published restorers are trained.
@@ -98,6 +131,17 @@ class RestorerConfig(_Strict):
     residual_scale: float = Field(1.0, gt=0)
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
     provenance: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _latent(self) -> RestorerConfig:
+        if self.autoencoder is not None:
+            problem = self.autoencoder.space.problem(self.task)
+            if problem:
+                raise ValueError(f"autoencoder: {problem}")
+            if self.target != "image" or self.residual_scale != 1:
+                raise ValueError('a latent restorer samples the latent of the image itself: target must be "image" '
+                                 "and residual_scale 1")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -110,7 +154,11 @@ class RestorerConfig(_Strict):
         """The timesteps the default sampler visits, or ``steps`` evenly spaced ones."""
         if steps is None and self.sampler.timesteps is not None:
             return list(self.sampler.timesteps)
-        return spaced_timesteps(self.schedule.num_train_timesteps, steps or self.sampler.steps)
+        return self.schedule.timesteps(steps or self.sampler.steps)
+
+    @property
+    def latent(self) -> LatentSpace | None:
+        return self.autoencoder.space if self.autoencoder else None
 
     @property
     def torch_network(self) -> EdgeUNetSpec | DiffusersUNetSpec | ExternalNetSpec:
@@ -119,13 +167,25 @@ class RestorerConfig(_Strict):
 
     @property
     def multiple_of(self) -> int:
+        """What output image sides must be multiples of: the network's own multiple, times the latent factor."""
         spec = self.torch_network
         if isinstance(spec, EdgeUNetSpec):
-            return spec.config.multiple_of
-        if isinstance(spec, ExternalNetSpec):
-            return spec.multiple_of
-        n_down = len(spec.config.get("block_out_channels", (0,))) - 1
-        return 2**n_down
+            own = spec.config.multiple_of
+        elif isinstance(spec, ExternalNetSpec):
+            own = spec.multiple_of
+        else:
+            own = 2 ** (len(spec.config.get("block_out_channels", (0,))) - 1)
+        return own * (self.latent.factor if self.latent else 1)
+
+    @property
+    def sample_channels(self) -> int:
+        """Channels of the sample the network denoises: the image's 3, or the latent space's."""
+        return self.latent.channels if self.latent else 3
+
+    @property
+    def unet_cond_channels(self) -> int:
+        """Channels of the condition the network itself takes."""
+        return self.latent.unet_cond_channels if self.latent else self.task.cond_channels
 
 
 def _nesting(obj: Any) -> int:

@@ -1,5 +1,10 @@
-"""A restorer: denoiser + schedule + task + default sampler, i.e. everything needed to go from a degraded
-image to a restored one in torch."""
+"""A restorer: denoiser + schedule + task + default sampler (+ a latent restorer's autoencoder), i.e. everything
+needed to go from a degraded image to a restored one in torch.
+
+Three tensors pass through it, each in its own space: the *condition* (``condition()``: the task's at output
+resolution, or a latent restorer's low-resolution image), the network's own condition (``unet_condition()``:
+the same, or its latent), and the *sample* the network denoises (the residual or image at output resolution,
+or a latent), which ``to_image`` turns into pixels."""
 
 from __future__ import annotations
 
@@ -11,9 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgeir.diffusion.sample import sample
-from edgeir.diffusion.schedules import alphas_cumprod
 from edgeir.diffusion.steps import Sampling, Step, ddim_steps, to_image, to_x0
 from edgeir.models import layer_sizes
+from edgeir.models.codec import LatentCodec, build_codec
 from edgeir.models.config import DiffusersUNetSpec, EdgeUNetSpec, ExternalNetSpec, RestorerConfig
 from edgeir.models.denoiser import Denoiser
 from edgeir.models.external import build_external
@@ -37,11 +42,15 @@ def build_network(config: RestorerConfig) -> nn.Module:
 
 
 class RestorerModel(nn.Module):
-    def __init__(self, config: RestorerConfig, net: nn.Module | None = None):
+    def __init__(self, config: RestorerConfig, net: nn.Module | None = None, codec: LatentCodec | None = None):
         super().__init__()
         self.config = config
         self.denoiser = Denoiser(net if net is not None else build_network(config), config.prediction)
-        self.alphas_cumprod = alphas_cumprod(config.schedule.kind, config.schedule.num_train_timesteps)
+        if config.autoencoder is not None:
+            self.codec = codec if codec is not None else build_codec(config.autoencoder)
+        else:
+            self.codec = None
+        self.alphas_cumprod = config.schedule.alphas_cumprod()
 
     @property
     def task(self):
@@ -50,22 +59,69 @@ class RestorerModel(nn.Module):
     def digest(self) -> str:
         """Names this exact model (config and weights), for cache and checkpoint names."""
         h = hashlib.sha256(self.config.model_dump_json().encode())
-        for k, v in self.denoiser.net.state_dict().items():
+        codec = self.codec.state_dict().items() if self.codec is not None else []
+        for k, v in [*self.denoiser.net.state_dict().items(), *codec]:
             h.update(k.encode())
             h.update(v.detach().cpu().contiguous().numpy().tobytes())
         return h.hexdigest()[:16]
 
     def steps(self, steps: int | None = None, eta: float | None = None,
               timesteps: list[int] | None = None) -> list[Step]:
+        """A distilled student's own timesteps, or ``steps`` (default: the sampler's) as the schedule spaces
+        them; ``eta`` default: the sampler's (1 for DDPM)."""
         s = self.config.sampler
-        ts = timesteps if timesteps is not None else self.config.timesteps(steps)
         eta = (1.0 if s.kind == "ddpm" else s.eta) if eta is None else eta
-        return ddim_steps(self.alphas_cumprod, ts, eta)
+        if timesteps is None and steps is None and s.timesteps is not None:
+            timesteps = list(s.timesteps)
+        if timesteps is not None:
+            return ddim_steps(self.alphas_cumprod, timesteps, eta)
+        return self.config.schedule.steps(steps or s.steps, eta)
 
     def sampling(self, steps: int | None = None) -> Sampling:
         """Its sampler as the exported graphs bake it in."""
         c = self.config
-        return Sampling(self.steps(steps), c.prediction, c.sampler.temperature, c.residual_scale, c.target)
+        return Sampling(self.steps(steps), c.prediction, c.sampler.temperature, c.residual_scale, c.target,
+                        c.schedule.clip)
+
+    # ---- the three spaces -------------------------------------------------------------------------------
+
+    def condition(self, degraded: Degraded) -> np.ndarray:
+        """HxWxC float32 in [-1, 1]: what ``sample``, ``restore_tensor`` and training batches take."""
+        latent = self.config.latent
+        return latent.condition_input(self.task, degraded) if latent else self.task.condition(degraded)
+
+    @property
+    def cond_scale(self) -> int:
+        """Output pixels per condition pixel along a side."""
+        latent = self.config.latent
+        return latent.factor if latent and latent.condition == "lowres" else 1
+
+    @property
+    def sample_scale(self) -> int:
+        """Output pixels per sample pixel along a side."""
+        return self.config.latent.factor if self.config.latent else 1
+
+    def sample_size(self, height: int, width: int) -> tuple[int, int, int]:
+        """(channels, height, width) of the sample for a condition of ``height`` x ``width``: the shape of the
+        noise to start from."""
+        cs, ss = self.cond_scale, self.sample_scale
+        return self.config.sample_channels, -(-height * cs // ss), -(-width * cs // ss)
+
+    def unet_condition(self, cond: torch.Tensor) -> torch.Tensor:
+        """The network's own condition: ``cond``, or a latent condition's encoding of its base image."""
+        latent = self.config.latent
+        if latent is None or latent.condition == "lowres":
+            return cond
+        with torch.no_grad():
+            return self.codec.encode(cond[:, :3])
+
+    def training_inputs(self, target: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A training batch's clean sample and network condition from ``edgeir.train.data``'s (target,
+        condition): the same tensors, or the latent of the target image and the network's condition."""
+        if self.codec is None:
+            return target, cond
+        with torch.no_grad():
+            return self.codec.encode(target), self.unet_condition(cond)
 
     def x0(self, x_t: torch.Tensor, step: Step, cond: torch.Tensor) -> torch.Tensor:
         t = torch.full((x_t.shape[0],), float(step.t), device=x_t.device)
@@ -74,40 +130,45 @@ class RestorerModel(nn.Module):
 
     def sample(self, cond: torch.Tensor, noise: torch.Tensor, steps: list[Step] | None = None,
                generator: torch.Generator | None = None) -> torch.Tensor:
-        """The residual (model space) from initial standard-normal ``noise``; inputs already padded."""
+        """The sample (model space) from initial standard-normal ``noise`` of ``sample_size``; inputs already
+        padded."""
         steps = steps if steps is not None else self.steps()
         x = noise * self.config.sampler.temperature
+        c = self.unet_condition(cond)
 
         def fresh(like: torch.Tensor) -> torch.Tensor:
             return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
 
-        return sample(lambda x_t, st: self.x0(x_t, st, cond), x, steps, fresh)
+        return sample(lambda x_t, st: self.x0(x_t, st, c), x, steps, fresh, self.config.schedule.clip)
 
-    def to_image(self, residual: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """Image in [0, 1] from the sampled residual and the condition's base image."""
-        return to_image(residual, cond[:, :3], self.config.residual_scale, self.config.target)
+    def to_image(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Image in [0, 1] from the sample and the condition's base image (a latent: decoded)."""
+        if self.codec is not None:
+            return to_image(self.codec.decode(x), None, 1.0, "image")
+        return to_image(x, cond[:, :3], self.config.residual_scale, self.config.target)
 
     def restore_tensor(self, cond: torch.Tensor, noise: torch.Tensor, steps: list[Step] | None = None,
                        generator: torch.Generator | None = None) -> torch.Tensor:
-        """(B, C, H, W) condition in [-1, 1] -> (B, 3, H, W) image in [0, 1]; any H, W (reflect-padded to the
-        network's multiple and cropped back)."""
+        """(B, C, h, w) condition in [-1, 1] and noise of ``sample_size(h, w)`` -> (B, 3, H, W) image in
+        [0, 1] at output resolution; any h, w (reflect-padded to the network's multiple and cropped back)."""
         h, w = cond.shape[-2:]
-        m = self.config.multiple_of
+        m = self.config.multiple_of // self.cond_scale
         ph, pw = -h % m, -w % m
         if ph or pw:
             mode = "reflect" if ph < h and pw < w else "replicate"
             cond = F.pad(cond, (0, pw, 0, ph), mode=mode)
-            noise = F.pad(noise, (0, pw, 0, ph), mode=mode)
+            _, sh, sw = self.sample_size(*cond.shape[-2:])
+            noise = F.pad(noise, (0, sw - noise.shape[-1], 0, sh - noise.shape[-2]), mode=mode)
         out = self.to_image(self.sample(cond, noise, steps, generator), cond)
-        return out[..., :h, :w]
+        return out[..., : h * self.cond_scale, : w * self.cond_scale]
 
     @torch.no_grad()
     def restore(self, degraded: Degraded, seed: int = 0, schedule: list[Step] | None = None) -> np.ndarray:
         """numpy convenience: degraded image -> restored HxWx3 float32 in [0, 1]."""
-        cond_np = self.task.condition(degraded)
+        cond_np = self.condition(degraded)
         device = next(self.parameters()).device
         cond = torch.from_numpy(cond_np).permute(2, 0, 1)[None].to(device)
         g = torch.Generator().manual_seed(seed)
-        noise = torch.randn((1, 3) + cond.shape[-2:], generator=g).to(device)
+        noise = torch.randn((1, *self.sample_size(*cond.shape[-2:])), generator=g).to(device)
         out = self.restore_tensor(cond, noise, schedule, g)
         return self.task.compose(out[0].permute(1, 2, 0).cpu().numpy(), degraded)
