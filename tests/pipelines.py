@@ -75,6 +75,35 @@ def kl_restorer(folder: Path, seed: int = 0, task: dict | None = None, condition
     return folder
 
 
+def ldm_pipeline(folder: Path):
+    """diffusers' own LDMSuperResolutionPipeline for ``folder``, quiet."""
+    pipe = _ldm_pipeline_class().from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def reference_loop(folder: Path, cond_image: torch.Tensor, latents: torch.Tensor, steps: int, eta: float = 0.0,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """A KL latent restorer sampled with diffusers' own components: the base image encoded (its mode, scaled),
+    the UNet on concat(latents, that), diffusers' scheduler stepping, the latents decoded."""
+    import diffusers
+
+    vae = diffusers.AutoencoderKL.from_pretrained(folder / "vae")
+    unet = diffusers.UNet2DModel.from_pretrained(folder / "unet")
+    sched_cls = getattr(diffusers, json.loads((folder / "model_index.json").read_text())["scheduler"][1])
+    sched = sched_cls.from_pretrained(folder / "scheduler")
+    sf, shift = vae.config.scaling_factor, vae.config.shift_factor
+    with torch.no_grad():
+        cond = (vae.encode(cond_image).latent_dist.mode() - shift) * sf
+        sched.set_timesteps(steps)
+        x = latents * sched.init_noise_sigma
+        for t in sched.timesteps:
+            pred = unet(torch.cat([x, cond], 1), t).sample
+            kwargs = {"eta": eta} if sched_cls is diffusers.DDIMScheduler else {}
+            x = sched.step(pred, t, x, generator=generator, **kwargs).prev_sample
+        return (vae.decode(x / sf + shift).sample.clamp(-1, 1) + 1) / 2
+
+
 def _ldm_pipeline_class():
     """diffusers exports ``LDMSuperResolutionPipeline`` at the top level only where transformers is installed,
     which this pipeline does not use."""

@@ -4,6 +4,7 @@ image out, to 1e-4), saved in edgeir's format and loaded back, and refused in on
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,8 +44,7 @@ def test_ldm_sr_needs_no_sidecar(ldm):
 @pytest.mark.parametrize("scheduler", ["ddim", "ddpm"])
 def test_ldm_sr_samples_as_diffusers_pipeline_does(tmp_path, scheduler):
     folder = pipelines.ldm_sr(tmp_path / "pipe", scheduler=scheduler)
-    pipe = pipelines._ldm_pipeline_class().from_pretrained(folder)
-    pipe.set_progress_bar_config(disable=True)
+    pipe = pipelines.ldm_pipeline(folder)
     r = load_restorer(folder)
     lr = torch.rand(1, 3, 16, 24) * 2 - 1
     # The pipeline draws its initial latents from the generator and DDPM's step noise from torch's global
@@ -60,25 +60,6 @@ def test_ldm_sr_samples_as_diffusers_pipeline_does(tmp_path, scheduler):
     assert (ours - expected).abs().max() < PARITY
 
 
-def reference_loop(folder, cond_image, latents, steps, eta=0.0, generator=None):
-    """A KL latent restorer sampled with diffusers' own components: the base image encoded (its mode, scaled),
-    the UNet on concat(latents, that), diffusers' scheduler stepping, the latents decoded."""
-    vae = diffusers.AutoencoderKL.from_pretrained(folder / "vae")
-    unet = diffusers.UNet2DModel.from_pretrained(folder / "unet")
-    sched_cls = getattr(diffusers, json.loads((folder / "model_index.json").read_text())["scheduler"][1])
-    sched = sched_cls.from_pretrained(folder / "scheduler")
-    sf, shift = vae.config.scaling_factor, vae.config.shift_factor
-    with torch.no_grad():
-        cond = (vae.encode(cond_image).latent_dist.mode() - shift) * sf
-        sched.set_timesteps(steps)
-        x = latents * sched.init_noise_sigma
-        for t in sched.timesteps:
-            pred = unet(torch.cat([x, cond], 1), t).sample
-            kwargs = {"eta": eta} if sched_cls is diffusers.DDIMScheduler else {}
-            x = sched.step(pred, t, x, generator=generator, **kwargs).prev_sample
-        return (vae.decode(x / sf + shift).sample.clamp(-1, 1) + 1) / 2
-
-
 def test_kl_restorer_samples_as_diffusers_components_do(kl):
     r = load_restorer(kl)
     cfg = r.config
@@ -89,7 +70,7 @@ def test_kl_restorer_samples_as_diffusers_components_do(kl):
     noise = torch.randn((1, *r.sample_size(16, 20)), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         ours = r.restore_tensor(cond, noise, r.steps(5))
-    expected = reference_loop(kl, cond, noise, 5)
+    expected = pipelines.reference_loop(kl, cond, noise, 5)
     assert ours.shape == (1, 3, 16, 20)
     assert (ours - expected).abs().max() < PARITY
 
@@ -183,3 +164,13 @@ def test_a_sidecar_condition_the_task_cannot_take_is_one_line(kl, tmp_path):
     folder = broken(tmp_path, kl, lambda f: edit_json(f / "edgeir.json", condition="lowres"))
     with pytest.raises(CheckpointError, match="low-resolution image needs super-resolution"):
         load_restorer(folder)
+
+
+@pytest.mark.parametrize("command", ["compress", "export"])
+def test_compressing_or_exporting_a_latent_restorer_is_refused_in_one_line(ldm, tmp_path, command):
+    extra = ["--recipe", str(Path(__file__).parent.parent / "recipes" / "sr4x-quick.yaml")] if command == "compress" else []
+    res = CliRunner().invoke(main, [command, str(ldm), *extra, "-o", str(tmp_path / "out")])
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == [f"error: {ldm} is a latent restorer (autoencoder + UNet): edgeir "
+                                               f"{command} does not support latent restorers yet (edgeir eval does)"]
+    assert not (tmp_path / "out").exists()

@@ -82,10 +82,12 @@ def _from_model(model: str, ship: _Shipment, graphs: tuple[str, ...], precision:
                 keep_io_fp32: bool, trust_pickle: bool) -> Manifest:
     from edgeir.export.graph import export_graph
     from edgeir.load import load_restorer
+    from edgeir.load.pipeline import require_pixel_space
     from edgeir.models.onnx_net import OnnxNet
 
     restorer = load_restorer(model, trust_pickle=trust_pickle)
     cfg = restorer.config
+    require_pixel_space(cfg, model, "export")
     _check_profile(profile, cfg.multiple_of)
     try:
         schedule = restorer.steps(steps)

@@ -115,14 +115,6 @@ class RestorerModel(nn.Module):
         with torch.no_grad():
             return self.codec.encode(cond[:, :3])
 
-    def training_inputs(self, target: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """A training batch's clean sample and network condition from ``edgeir.train.data``'s (target,
-        condition): the same tensors, or the latent of the target image and the network's condition."""
-        if self.codec is None:
-            return target, cond
-        with torch.no_grad():
-            return self.codec.encode(target), self.unet_condition(cond)
-
     def x0(self, x_t: torch.Tensor, step: Step, cond: torch.Tensor) -> torch.Tensor:
         t = torch.full((x_t.shape[0],), float(step.t), device=x_t.device)
         pred = self.denoiser(x_t, t, cond)

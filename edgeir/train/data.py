@@ -1,6 +1,5 @@
 """Endless training pairs: random crops of the training photographs, augmented, degraded as the task
-defines; the target is the scaled residual over the condition's base image, or the image itself (a latent
-restorer's, which ``RestorerModel.training_inputs`` encodes)."""
+defines; the target is the scaled residual over the condition's base image."""
 
 from __future__ import annotations
 
@@ -12,12 +11,10 @@ from edgeir.models.config import RestorerConfig
 
 
 def make_pair(gt: np.ndarray, config: RestorerConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(the network's clean target, condition), both float32 HxWxC; ``gt`` is HxWx3 in [0, 1]. A latent
-    restorer's condition may be at the low resolution (``edgeir.diffusion.latent``)."""
+    """(the network's clean target, condition), both float32 HxWxC; ``gt`` is HxWx3 in [0, 1]."""
     task = config.task
     gt = task.crop_gt(gt)
-    degraded = task.degrade(gt, rng)
-    cond = config.latent.condition_input(task, degraded) if config.latent else task.condition(degraded)
+    cond = task.condition(task.degrade(gt, rng))
     base = cond[..., :3] if config.target == "residual" else 0
     target = (gt * 2 - 1 - base) * config.residual_scale
     return target.astype(np.float32), cond.astype(np.float32)
