@@ -1,6 +1,7 @@
-"""The UNet alone as an ONNX graph: inputs ``x_t`` (B,3,H,W), ``t`` (B,) float, ``condition`` (B,C,H,W);
-output ``prediction``. Batch, height and width are dynamic (height and width must be multiples of the
-network's ``multiple_of``, recorded by the caller)."""
+"""The UNet alone as an ONNX graph: inputs ``x_t`` (B,S,H,W), ``t`` (B,) float, ``condition`` (B,C,H,W);
+output ``prediction``. ``S`` and ``C`` are the sample's and the network's own condition's channels (3 and the
+task's, or a latent restorer's), and ``H``, ``W`` the sample's sides (a latent restorer's are latent-sized).
+Batch, height and width are dynamic (height and width must be multiples of ``unet_multiple``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 import torch
 
 from edgeir.diffusion.steps import Step
+from edgeir.models.config import RestorerConfig
 from edgeir.models.restorer import RestorerModel
 
 INPUTS = ("x_t", "t", "condition")
@@ -23,13 +25,20 @@ def export_unet(restorer: RestorerModel, path: str | Path, opset: int = 17, size
     (the dynamo exporter specialises batch-1 examples) and is the path NNCF's Q/DQ export uses too."""
     path = Path(path)
     cfg = restorer.config
-    m = cfg.multiple_of
+    m = unet_multiple(cfg)
     h, w = size or (2 * m, 3 * m)
     net = restorer.denoiser.eval()
     p = next(net.parameters())
-    args = (torch.randn(2, 3, h, w, device=p.device), torch.tensor([500.0, 20.0], device=p.device),
-            torch.randn(2, cfg.task.cond_channels, h, w, device=p.device))
+    args = (torch.randn(2, cfg.sample_channels, h, w, device=p.device),
+            torch.tensor([500.0, 20.0], device=p.device),
+            torch.randn(2, cfg.unet_cond_channels, h, w, device=p.device))
     return onnx_export(net, args, path, INPUTS, OUTPUT, opset)
+
+
+def unet_multiple(config: RestorerConfig) -> int:
+    """What the UNet's own input sides must be multiples of: ``multiple_of`` counts output pixels, and a latent
+    restorer's UNet sees the latent, ``factor`` times smaller."""
+    return config.multiple_of // (config.latent.factor if config.latent else 1)
 
 
 def onnx_export(module: torch.nn.Module, args: tuple, path: str | Path, inputs: tuple[str, ...], output: str,
@@ -48,11 +57,11 @@ def onnx_export(module: torch.nn.Module, args: tuple, path: str | Path, inputs: 
 
 def unet_feeds(restorer: RestorerModel, condition: np.ndarray, rng: np.random.Generator,
                steps: list[Step] | None = None) -> dict[str, np.ndarray]:
-    """Graph inputs for a (B, C, H, W) condition: a start-of-sampling x_t and, per batch element, one of the
-    timesteps the sampler visits."""
+    """Graph inputs for a (B, C, H, W) condition, the network's own (``unet_condition``'s): a start-of-sampling
+    x_t and, per batch element, one of the timesteps the sampler visits."""
     ts = [s.t for s in (steps if steps is not None else restorer.steps())]
     b, _, h, w = condition.shape
-    x_t = rng.standard_normal((b, 3, h, w)) * restorer.config.sampler.temperature
+    x_t = rng.standard_normal((b, restorer.config.sample_channels, h, w)) * restorer.config.sampler.temperature
     return {"x_t": x_t.astype(np.float32), "t": rng.choice(ts, b).astype(np.float32), "condition": condition}
 
 

@@ -1,0 +1,86 @@
+"""A latent restorer's separate graphs equal the torch modules they come from: the UNet on latent-shaped inputs
+(sample and condition channels, latent sides) within 1e-4, the decoder on a latent and the encoder on an image
+within 1e-4, each at two batch sizes and sizes from one export (dynamic shapes for real); the encoder only
+where the UNet is conditioned on a latent. The codec's parity gate has teeth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from edgeir.errors import QualityGateError
+from edgeir.export import checks, codec
+from edgeir.export.unet import export_unet, unet_feeds, unet_multiple, unet_reference
+from edgeir.graphs.ort import open_session
+from edgeir.load import load_restorer
+
+pytest.importorskip("diffusers")
+import pipelines  # tests/pipelines.py: needs diffusers
+
+PARITY = 1e-4
+PIPELINES = {"ldm_sr": pipelines.ldm_sr, "kl_restorer": pipelines.kl_restorer}
+
+
+@pytest.fixture(scope="module", params=list(PIPELINES))
+def restorer(request, tmp_path_factory):
+    folder = PIPELINES[request.param](tmp_path_factory.mktemp(request.param) / "pipe")
+    return load_restorer(folder).eval()
+
+
+def sizes(m: int) -> list[tuple[int, int, int]]:
+    """(batch, height, width) in units of ``m``, unlike the export's example (batch 2, 2m x 3m)."""
+    return [(1, 3 * m, 2 * m), (2, 5 * m, 4 * m)]
+
+
+def test_unet_graph_takes_latent_inputs(restorer, tmp_path):
+    cfg = restorer.config
+    m = unet_multiple(cfg)
+    assert m == cfg.multiple_of // cfg.latent.factor
+    sess = open_session(export_unet(restorer, tmp_path / "unet.onnx"))
+    rng = np.random.default_rng(0)
+    for b, h, w in sizes(m):
+        cond = rng.uniform(-1, 1, (b, cfg.unet_cond_channels, h, w)).astype(np.float32)
+        feeds = unet_feeds(restorer, cond, rng)
+        assert feeds["x_t"].shape == (b, cfg.sample_channels, h, w)
+        out = checks.run(sess, feeds)
+        assert out.shape == (b, cfg.sample_channels, h, w)
+        assert np.abs(out - unet_reference(restorer, feeds)).max() < PARITY
+
+
+def test_codec_graphs_equal_torch(restorer, tmp_path):
+    cfg = restorer.config
+    paths = codec.export_codec(restorer, tmp_path)
+    expected = {"decoder", "encoder"} if cfg.latent.condition == "latent" else {"decoder"}
+    assert set(paths) == expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{n}.onnx" for n in expected)
+    rng = np.random.default_rng(1)
+    f, s = cfg.latent.factor, unet_multiple(cfg)
+    for name, (module, (inp, _), _) in codec.codec_parts(restorer).items():
+        sess = open_session(paths[name])
+        for b, h, w in sizes(s):
+            shape = (b, cfg.sample_channels, h, w) if name == "decoder" else (b, 3, h * f, w * f)
+            x = codec.codec_feeds(inp, shape, rng)
+            out = checks.run(sess, {inp: x})
+            out_shape = (b, 3, h * f, w * f) if name == "decoder" else (b, cfg.sample_channels, h, w)
+            assert out.shape == out_shape
+            assert np.abs(out - codec.codec_reference(module, x)).max() < PARITY
+
+
+class Shifted(nn.Module):
+    """``module``'s output, off by more than the gate: a graph that does not compute what torch does."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x) + 1e-3
+
+
+def test_codec_parity_gate_has_teeth(restorer, tmp_path, monkeypatch):
+    export = codec.onnx_export
+    monkeypatch.setattr(codec, "onnx_export", lambda module, *args: export(Shifted(module), *args))
+    with pytest.raises(QualityGateError, match=r"^decoder graph: onnxruntime differs from torch by 1\.0\de-03"):
+        codec.export_codec(restorer, tmp_path)
