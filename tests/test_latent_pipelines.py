@@ -17,7 +17,7 @@ from edgeir.load import load_restorer, save_restorer
 from edgeir.tasks import Degraded
 
 diffusers = pytest.importorskip("diffusers")
-import pipelines  # noqa: E402  (tests/pipelines.py: needs diffusers)
+import pipelines
 
 PARITY = 1e-4  # max abs difference on the decoded image in [0, 1], FP32
 
@@ -168,9 +168,11 @@ def test_a_sidecar_condition_the_task_cannot_take_is_one_line(kl, tmp_path):
 
 @pytest.mark.parametrize("command", ["compress", "export"])
 def test_compressing_or_exporting_a_latent_restorer_is_refused_in_one_line(ldm, tmp_path, command):
-    extra = ["--recipe", str(Path(__file__).parent.parent / "recipes" / "sr4x-quick.yaml")] if command == "compress" else []
+    recipe = Path(__file__).parent.parent / "recipes" / "sr4x-quick.yaml"
+    extra = ["--recipe", str(recipe)] if command == "compress" else []
     res = CliRunner().invoke(main, [command, str(ldm), *extra, "-o", str(tmp_path / "out")])
     assert res.exit_code == 2
-    assert res.output.strip().splitlines() == [f"error: {ldm} is a latent restorer (autoencoder + UNet): edgeir "
-                                               f"{command} does not support latent restorers yet (edgeir eval does)"]
+    line = (f"error: {ldm} is a latent restorer (autoencoder + UNet): edgeir {command} does not support latent "
+            "restorers yet (edgeir eval does)")
+    assert res.output.strip().splitlines() == [line]
     assert not (tmp_path / "out").exists()

@@ -31,10 +31,10 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-import pipelines  # noqa: E402  (the tiny pipelines the tests build)
+import pipelines
 
-from edgeir.load import load_restorer  # noqa: E402
-from edgeir.tasks import Degraded  # noqa: E402
+from edgeir.load import load_restorer
+from edgeir.tasks import Degraded
 
 GOAL = 1e-4
 

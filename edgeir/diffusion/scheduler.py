@@ -101,11 +101,9 @@ class DiffusersSchedule(BaseModel):
         return [step_between(t, float(ac[t]), p, eta, clip_x0_whole=ddpm) for t, p in zip(ts, prev)]
 
 
-def from_diffusers(raw: Any) -> tuple[DiffusersSchedule, Prediction]:
+def from_diffusers(raw: dict[str, Any]) -> tuple[DiffusersSchedule, Prediction]:
     """A ``scheduler_config.json``'s schedule and what the network predicts; ValueError naming what is not
     supported."""
-    if not isinstance(raw, dict):
-        raise ValueError("the scheduler config is not a JSON object")
     name = raw.get("_class_name")
     if name not in SUPPORTED:
         raise ValueError(f"scheduler {name} is not supported (edgeir maps {' and '.join(SUPPORTED)})")
