@@ -84,3 +84,43 @@ def test_codec_parity_gate_has_teeth(restorer, tmp_path, monkeypatch):
     monkeypatch.setattr(codec, "onnx_export", lambda module, *args: export(Shifted(module), *args))
     with pytest.raises(QualityGateError, match=r"^decoder graph: onnxruntime differs from torch by 1\.0\de-03"):
         codec.export_codec(restorer, tmp_path)
+
+
+def test_codec_graphs_and_a_tiny_decoder_ride_in_our_format(tmp_path):
+    """A restorer whose encoder and decoder run as their exported graphs (``AutoencoderSpec.graphs``) saves with
+    its graphs and loads back to the same samples, within the graphs' parity of the torch codec; a distilled
+    ``TinyDecoder`` in the decoder's place saves as ``decoder.safetensors`` and loads back exactly."""
+    from edgeir.load import save_restorer
+    from edgeir.models.codec import DECODER_IO, ENCODER_IO, LatentCodec
+    from edgeir.models.config import TinyDecoderSpec
+    from edgeir.models.onnx_net import OnnxNet
+    from edgeir.models.restorer import RestorerModel
+    from edgeir.models.tiny_decoder import TinyDecoder, TinyDecoderConfig
+    from edgeir.tasks import Degraded
+
+    r = load_restorer(pipelines.kl_restorer(tmp_path / "pipe"))
+    graphs = codec.export_codec(r, tmp_path / "graphs")
+    spec = r.config.autoencoder.model_copy(update={"graphs": {k: p.name for k, p in graphs.items()}})
+    onnx_codec = LatentCodec(spec, r.codec.autoencoder, OnnxNet(graphs["encoder"], inputs=ENCODER_IO[:1]),
+                             OnnxNet(graphs["decoder"], inputs=DECODER_IO[:1]))
+    on_graphs = RestorerModel(r.config.model_copy(update={"autoencoder": spec}), r.denoiser.net, onnx_codec)
+    d = Degraded(np.random.default_rng(0).random((16, 20, 3), dtype=np.float32))
+    expected = r.restore(d, seed=1)
+    save_restorer(on_graphs, tmp_path / "on-graphs")
+    saved = {p.name for p in (tmp_path / "on-graphs").iterdir()}
+    assert {"encoder.onnx", "decoder.onnx", "autoencoder.safetensors"} <= saved
+    loaded = load_restorer(tmp_path / "on-graphs")
+    assert isinstance(loaded.codec.decoder, OnnxNet) and isinstance(loaded.codec.encoder, OnnxNet)
+    assert np.abs(loaded.restore(d, seed=1) - expected).max() < PARITY
+
+    cfg = r.config
+    tiny_cfg = TinyDecoderConfig(latent_channels=cfg.latent.channels, factor=cfg.latent.factor, channels=(8, 6))
+    tiny_spec = cfg.autoencoder.model_copy(update={"decoder": TinyDecoderSpec(config=tiny_cfg)})
+    tiny = RestorerModel(cfg.model_copy(update={"autoencoder": tiny_spec}), r.denoiser.net,
+                         LatentCodec(tiny_spec, r.codec.autoencoder, decoder=TinyDecoder(tiny_cfg)))
+    save_restorer(tiny, tmp_path / "tiny")
+    assert (tmp_path / "tiny" / "decoder.safetensors").is_file()
+    back = load_restorer(tmp_path / "tiny")
+    assert isinstance(back.codec.decoder, TinyDecoder)
+    assert np.array_equal(back.restore(d, seed=1), tiny.restore(d, seed=1))
+    assert back.digest() == tiny.digest()

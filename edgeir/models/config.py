@@ -83,7 +83,7 @@ class AutoencoderSpec(_Strict):
     ``config``, its weights in the folder's ``autoencoder.safetensors``. The UNet samples
     ``(z - shift_factor) * scaling_factor`` for the encoder's ``z`` (LDM's VQ pipelines use the raw latent,
     scale 1). ``decoder`` replaces the autoencoder's decoder; ``graphs`` names ONNX graphs in the folder that run
-    the encoder or decoder instead of torch (the quantize stage's INT8 ones)."""
+    the encoder or decoder instead of torch (``edgeir.export.codec``'s)."""
 
     type: Literal["vq", "kl"]
     config: dict[str, Any]

@@ -1,8 +1,9 @@
 """A small decoder that stands in for a latent restorer's autoencoder decoder (in the spirit of TAESD): plain
 3x3 convolutions, ReLUs and nearest-neighbour upsampling, no normalisation and no attention. At output
 resolution an autoencoder's decoder often costs more than a few-step UNet, and on an edge GPU its GroupNorms
-and attention are memory traffic; these blocks fuse into their convolutions. It is trained to reproduce the
-original decoder's images from the same latents (``edgeir.compress.decoder``)."""
+and attention are memory traffic; these blocks fuse into their convolutions. It is meant to be trained to
+reproduce the original decoder's images from the same latents; a model folder carries one as
+``decoder.safetensors`` (``edgeir.load.checkpoint``)."""
 
 from __future__ import annotations
 
