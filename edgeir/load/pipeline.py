@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from edgeir.configfile import read_json
 from edgeir.diffusion.scheduler import from_diffusers
 from edgeir.errors import CheckpointError, ConfigError, validation_message
-from edgeir.models.config import RestorerConfig, SamplerConfig
+from edgeir.models.config import AutoencoderSpec, RestorerConfig, SamplerConfig
 
 INDEX = "model_index.json"
 SIDECAR = "edgeir.json"
@@ -111,8 +111,7 @@ def pipeline_config(folder: Path) -> tuple[RestorerConfig, str]:
     extra = _sidecar(folder, required=name != LDM_SR)
     condition = extra.pop("condition", "lowres" if name == LDM_SR else "latent")
     if name == LDM_SR:
-        factor = 2 ** (len(ae.get("block_out_channels", (64,))) - 1)
-        extra.setdefault("task", {"name": "sr", "scale": factor})
+        extra.setdefault("task", {"name": "sr", "scale": AutoencoderSpec(type=kind, config=ae).space.factor})
     scaling = 1.0 if kind == "vq" else float(ae.get("scaling_factor") or 1.0)
     shift = 0.0 if kind == "vq" else float(ae.get("shift_factor") or 0.0)
     ddpm = schedule.scheduler == "DDPMScheduler"
