@@ -58,7 +58,7 @@ def test_codec_graphs_equal_torch(restorer, tmp_path):
     rng = np.random.default_rng(1)
     f, s = cfg.latent.factor, unet_multiple(cfg)
     for name, (module, (inp, _), _) in codec.codec_parts(restorer).items():
-        sess = open_session(paths[name])
+        sess = open_session(paths[name].path)
         for b, h, w in sizes(s):
             shape = (b, cfg.sample_channels, h, w) if name == "decoder" else (b, 3, h * f, w * f)
             x = codec.codec_feeds(inp, shape, rng)
@@ -100,9 +100,9 @@ def test_codec_graphs_and_a_tiny_decoder_ride_in_our_format(tmp_path):
 
     r = load_restorer(pipelines.kl_restorer(tmp_path / "pipe"))
     graphs = codec.export_codec(r, tmp_path / "graphs")
-    spec = r.config.autoencoder.model_copy(update={"graphs": {k: p.name for k, p in graphs.items()}})
-    onnx_codec = LatentCodec(spec, r.codec.autoencoder, OnnxNet(graphs["encoder"], inputs=ENCODER_IO[:1]),
-                             OnnxNet(graphs["decoder"], inputs=DECODER_IO[:1]))
+    spec = r.config.autoencoder.model_copy(update={"graphs": {k: g.path.name for k, g in graphs.items()}})
+    onnx_codec = LatentCodec(spec, r.codec.autoencoder, OnnxNet(graphs["encoder"].path, inputs=ENCODER_IO[:1]),
+                             OnnxNet(graphs["decoder"].path, inputs=DECODER_IO[:1]))
     on_graphs = RestorerModel(r.config.model_copy(update={"autoencoder": spec}), r.denoiser.net, onnx_codec)
     d = Degraded(np.random.default_rng(0).random((16, 20, 3), dtype=np.float32))
     expected = r.restore(d, seed=1)

@@ -69,9 +69,9 @@ def test_a_composition_one_percent_off_fails_the_twin_check(shipped, tmp_path, m
     m = b.manifest
     real = export_restore_module.restore_graph
 
-    def off(net, task, scale, cond_channels, sampling, overlap, pixels):
+    def off(net, task, scale, cond_channels, sampling, overlap, pixels, latent=None):
         wrong = dataclasses.replace(sampling, residual_scale=sampling.residual_scale * 1.01)
-        return real(net, task, scale, cond_channels, wrong, overlap, pixels)
+        return real(net, task, scale, cond_channels, wrong, overlap, pixels, latent)
 
     monkeypatch.setattr(export_restore_module, "restore_graph", off)
     with pytest.raises(QualityGateError, match="float twin: differs from the host loop"):

@@ -121,7 +121,7 @@ def write_bundle(dest: str | Path, files: dict[str, str | Path], manifest: Manif
     bad = [n for n in files if not _safe_name(n)]
     if bad:
         raise CheckpointError(f"{dest}: invalid file name in bundle: {bad[0]!r}")
-    missing = sorted({v.graph for v in manifest.variants} - set(files))
+    missing = sorted(set(manifest.graphs) - set(files))
     if missing:
         raise CheckpointError(f"{dest}: the manifest's graph {missing[0]} is not among the bundle's files")
     data = {name: Path(src).read_bytes() for name, src in files.items()}
@@ -189,7 +189,7 @@ def _load(path: Path, src: _Folder | _Zip, trusted_keys: Sequence[str | Path] | 
         raise CheckpointError(f"{path}: invalid {MANIFEST}: {validation_message(e)}") from None
     if not manifest.files:
         raise CheckpointError(f"{path}: {MANIFEST} lists no files with checksums")
-    missing = sorted({v.graph for v in manifest.variants} - set(manifest.files))
+    missing = sorted(set(manifest.graphs) - set(manifest.files))
     if missing:
         raise CheckpointError(f"{path}: {MANIFEST} has no checksum for graph {missing[0]}")
     total = 0

@@ -18,7 +18,14 @@ contract:
   ``condition``; output ``prediction`` (``eps``, ``v`` or ``x0``), driven by the step coefficients recorded
   here (``edgeir.diffusion``). Restore graphs are composed from it, on any machine, without torch.
 
-Sampler and UNet inputs' H and W must be multiples of ``multiple_of``. Validated with pydantic, like every other
+A latent restorer's bundle (``latent``) samples in its autoencoder's latent space, ``factor`` times smaller: its
+noise is latent-sized with the latent's channels per chunk; ``rows`` / ``cols`` index the latent frame and
+``row_weights`` / ``col_weights`` weigh the decoded tiles' output pixels (``edgeir.graphs.layout.latent_maps``),
+and a UNet conditioned on a latent adds ``pixel_rows`` / ``pixel_cols``, the output-pixel maps its encoder's
+tiles are cut by. The bundle carries the autoencoder's graphs, from which restore graphs are composed anew.
+
+Sampler and UNet inputs' H and W must be multiples of ``multiple_of`` (a latent UNet's: of ``multiple_of`` /
+``factor``). Validated with pydantic, like every other
 config in edgeir; every number must be finite and in its range, since a NaN coefficient gives a black image.
 """
 
@@ -30,6 +37,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from edgeir.diffusion.latent import LatentSpace
 from edgeir.diffusion.steps import Prediction, Sampling, Step, Target, noise_channels
 from edgeir.graphs.layout import check as check_layout
 from edgeir.tasks import TaskConfig
@@ -53,9 +61,10 @@ class TensorSpec(_Strict):
     range: tuple[float, float] | None = None  # None: unbounded (noise, network predictions)
 
 
-def io_specs(kind: GraphKind, task: str, cond_channels: int, noise: int, pixels: Pixels | None = None
-             ) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """The fixed inputs and outputs of a graph of ``kind`` (see the module docstring)."""
+def io_specs(kind: GraphKind, task: str, cond_channels: int, noise: int, pixels: Pixels | None = None,
+             sample_channels: int = 3, pixel_maps: bool = False) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """The fixed inputs and outputs of a graph of ``kind`` (see the module docstring); ``pixel_maps``: a latent
+    restore graph's encoder maps."""
     cond = TensorSpec(name="condition", layout="NCHW", channels=cond_channels, range=(-1.0, 1.0))
     noise_spec = TensorSpec(name="noise", layout="NCHW", channels=noise)
     if kind == "restore":
@@ -66,12 +75,13 @@ def io_specs(kind: GraphKind, task: str, cond_channels: int, noise: int, pixels:
                       TensorSpec(name="holes", layout="holes", dtype="int64"),
                       TensorSpec(name="fill", layout="holes", channels=3, range=(0.0, 1.0))]
         maps = [TensorSpec(name=n, layout="tiles", dtype=t) for n, t in
-                (("rows", "int64"), ("cols", "int64"), ("row_weights", "float32"), ("col_weights", "float32"))]
+                (("rows", "int64"), ("cols", "int64"), ("row_weights", "float32"), ("col_weights", "float32"),
+                 *((("pixel_rows", "int64"), ("pixel_cols", "int64")) if pixel_maps else ()))]
         return [*frame, noise_spec, *maps], [TensorSpec(name="restored", layout="NHWC", channels=3, **px)]
     if kind == "sampler":
         return ([cond, noise_spec], [TensorSpec(name="image", layout="NCHW", channels=3, range=(0.0, 1.0))])
-    return ([TensorSpec(name="x_t", layout="NCHW", channels=3), TensorSpec(name="t", layout="N"), cond],
-            [TensorSpec(name="prediction", layout="NCHW", channels=3)])
+    return ([TensorSpec(name="x_t", layout="NCHW", channels=sample_channels), TensorSpec(name="t", layout="N"), cond],
+            [TensorSpec(name="prediction", layout="NCHW", channels=sample_channels)])
 
 
 class Variant(_Strict):
@@ -88,6 +98,8 @@ class Variant(_Strict):
     temperature: float = Field(1.0, gt=0, le=2)
     residual_scale: float = Field(1.0, gt=0, le=1000)
     target: Target = "residual"  # the sample is the residual over the condition's base image, or the image
+    clip: float | None = Field(None, gt=0)  # the x0 estimate clipped to [-clip, clip]
+    sample_channels: int = Field(3, ge=1, le=64)  # channels of the sample denoised: 3, or a latent space's
     # Restore graphs: their tiling (edgeir.graphs.layout) and pixel type, baked in.
     tile: int | None = Field(None, ge=1, le=4096)
     overlap: int | None = Field(None, ge=0)
@@ -99,12 +111,12 @@ class Variant(_Strict):
 
     @property
     def sampling(self) -> Sampling:
-        return Sampling(self.steps, self.prediction, self.temperature, self.residual_scale, self.target)
+        return Sampling(self.steps, self.prediction, self.temperature, self.residual_scale, self.target, self.clip)
 
     @property
     def noise_channels(self) -> int:
         """Initial noise plus fresh noise for each stochastic step, drawn once per frame."""
-        return noise_channels(self.steps)
+        return noise_channels(self.steps, self.sample_channels)
 
     @property
     def cond_channels(self) -> int:
@@ -132,15 +144,35 @@ class Variant(_Strict):
                              "step")
         return self
 
-    def check_io(self, task: str) -> None:
+    def check_io(self, task: str, pixel_maps: bool = False) -> None:
         """Its inputs and outputs are the fixed ones of its kind."""
-        expected = io_specs(self.kind, task, self.cond_channels, self.noise_channels, self.pixels)
+        expected = io_specs(self.kind, task, self.cond_channels, self.noise_channels, self.pixels,
+                            self.sample_channels, pixel_maps and self.kind == "restore")
         if (self.inputs, self.outputs) != expected:
             def show(specs):
                 return ", ".join(f"{s.name}[{s.dtype} {s.channels or '-'}]" for s in specs)
 
             raise ValueError(f"variant {self.name}: a {self.kind} graph must map {show(expected[0])} -> "
                              f"{show(expected[1])}, not {show(self.inputs)} -> {show(self.outputs)}")
+
+
+class LatentGraphFiles(_Strict):
+    """A latent restorer's space and the graphs of its autoencoder the bundle carries (``edgeir.export.codec``'s
+    I/O): the decoder, and the encoder where the UNet is conditioned on a latent."""
+
+    space: LatentSpace
+    decoder: str
+    encoder: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> LatentGraphFiles:
+        if (self.encoder is not None) != (self.space.condition == "latent"):
+            raise ValueError("an encoder graph comes with a UNet conditioned on a latent, and only with one")
+        return self
+
+    @property
+    def files(self) -> list[str]:
+        return [f for f in (self.encoder, self.decoder) if f is not None]
 
 
 class Manifest(_Strict):
@@ -154,6 +186,7 @@ class Manifest(_Strict):
     producer: dict[str, Any] = Field(default_factory=dict)  # edgeir version, command, source model, ...
     files: dict[str, str] = Field(default_factory=dict)  # bundle-relative path -> sha256 (hex), filled by
     # write_bundle
+    latent: LatentGraphFiles | None = None  # a latent restorer's space and autoencoder graphs
 
     @model_validator(mode="before")
     @classmethod
@@ -170,21 +203,33 @@ class Manifest(_Strict):
     def _check(self) -> Manifest:
         if self.tile % self.multiple_of:
             raise ValueError(f"tile {self.tile} is not a multiple of multiple_of {self.multiple_of}")
-        if not 0 <= self.overlap < self.tile // 2:
-            raise ValueError(f"overlap {self.overlap} must be below half the tile ({self.tile})")
+        if not 0 <= 2 * self.overlap <= self.tile:  # as edgeir.graphs.layout.check allows a restore graph's
+            raise ValueError(f"overlap {self.overlap} must be at most half the tile ({self.tile})")
         if self.format == "edgeir.bundle/1" and any(v.kind == "restore" for v in self.variants):
             raise ValueError("an edgeir.bundle/1 manifest has no restore graphs (and no digest to cover them)")
         names = [v.name for v in self.variants]
         if len(set(names)) != len(names):
             raise ValueError(f"variant names must be unique, got {names}")
+        space = self.latent.space if self.latent else None
+        if space is not None and (space.problem(self.task) or self.multiple_of % space.factor):
+            raise ValueError(space.problem(self.task) or f"multiple_of {self.multiple_of} is not a multiple of the "
+                             f"latent factor {space.factor}")
         for v in self.variants:
-            v.check_io(self.task.name)
-            if v.cond_channels != self.task.cond_channels:
-                raise ValueError(f"variant {v.name}: condition channels differ from the task's "
-                                 f"{self.task.cond_channels}")
+            v.check_io(self.task.name, pixel_maps=space is not None and space.condition == "latent")
+            cond = space.unet_cond_channels if space and v.kind == "unet" else self.task.cond_channels
+            if v.cond_channels != cond:
+                raise ValueError(f"variant {v.name}: condition channels differ from the network's {cond}")
+            if v.sample_channels != (space.channels if space else 3):
+                raise ValueError(f"variant {v.name}: samples {v.sample_channels} channels, not the "
+                                 f"{'latent' if space else 'image'}'s {space.channels if space else 3}")
             if v.kind == "restore":
                 check_layout(v.tile, v.overlap, self.multiple_of)  # type: ignore[arg-type]
         return self
+
+    @property
+    def graphs(self) -> list[str]:
+        """Every graph file it names: its variants' and its autoencoder's."""
+        return [*(v.graph for v in self.variants), *(self.latent.files if self.latent else [])]
 
     def variant(self, name: str | None = None) -> Variant:
         """The named variant, or the first the runtime can run."""
@@ -196,10 +241,14 @@ class Manifest(_Strict):
 
 def make_variant(name: str, graph: str, kind: GraphKind, task: str, cond_channels: int, sampling: Sampling,
                  precision: Precision = "fp32", format: Literal["onnx", "tensorrt"] = "onnx",
-                 tile: int | None = None, overlap: int | None = None, pixels: Pixels | None = None) -> Variant:
-    """A variant with the standard I/O of its kind; exporters call this with the restorer's sampling."""
-    inputs, outputs = io_specs(kind, task, cond_channels, noise_channels(sampling.steps), pixels)
+                 tile: int | None = None, overlap: int | None = None, pixels: Pixels | None = None,
+                 latent: LatentSpace | None = None) -> Variant:
+    """A variant with the standard I/O of its kind; exporters call this with the restorer's sampling (and a
+    latent restorer's space)."""
+    channels = latent.channels if latent else 3
+    inputs, outputs = io_specs(kind, task, cond_channels, noise_channels(sampling.steps, channels), pixels,
+                               channels, latent is not None and latent.condition == "latent")
     return Variant(name=name, graph=graph, kind=kind, format=format, precision=precision, inputs=inputs,
                    outputs=outputs, steps=list(sampling.steps), prediction=sampling.prediction,
                    temperature=sampling.temperature, residual_scale=sampling.residual_scale, target=sampling.target,
-                   tile=tile, overlap=overlap, pixels=pixels)
+                   clip=sampling.clip, sample_channels=channels, tile=tile, overlap=overlap, pixels=pixels)

@@ -10,6 +10,9 @@ Two ways in. From a model, the UNet and sampler graphs are exported with torch a
 existing bundle only onnx (and TensorRT) are needed, never torch: restore graphs are composed anew from its UNet
 graph (another tile size, say), and ``--format trt`` builds engines, which is how engines are made on the
 Jetson itself, since an engine only runs where it was built.
+
+A latent restorer's bundle carries its autoencoder's graphs besides (``edgeir.export.codec``): the restore graph
+is composed with them inside, and composed anew from them.
 """
 
 from __future__ import annotations
@@ -22,13 +25,14 @@ import onnx
 
 from edgeir import __version__
 from edgeir.bundle.io import MANIFEST, SUFFIX, load_bundle, write_bundle
-from edgeir.bundle.manifest import FORMAT, Manifest, Precision, Variant, make_variant
+from edgeir.bundle.manifest import FORMAT, LatentGraphFiles, Manifest, Precision, Variant, make_variant
 from edgeir.diffusion.steps import Sampling
 from edgeir.errors import ConfigError
 from edgeir.export.restore import export_restore
 from edgeir.graphs.layout import default_overlap
 from edgeir.graphs.qdq import has_qdq, with_scales
 from edgeir.graphs.readiness import check_tensorrt
+from edgeir.graphs.restore import LatentGraphs
 from edgeir.graphs.shapes import (
     DimRange,
     ShapeProfile,
@@ -36,6 +40,7 @@ from edgeir.graphs.shapes import (
     image_profile,
     input_shapes,
     multiple_problems,
+    with_latent,
 )
 from edgeir.graphs.tensorrt import build_engine, record_path, require_tensorrt
 from edgeir.progress import progress_bar
@@ -80,22 +85,23 @@ class _Shipment:
 def _from_model(model: str, ship: _Shipment, graphs: tuple[str, ...], precision: Precision, opset: int,
                 profile: ShapeProfile, frame: DimRange, steps: int | None, tile: int, overlap: int | None,
                 keep_io_fp32: bool, trust_pickle: bool) -> Manifest:
+    from edgeir.export.codec import export_codec
     from edgeir.export.graph import export_graph
     from edgeir.load import load_restorer
-    from edgeir.load.pipeline import require_pixel_space
     from edgeir.models.onnx_net import OnnxNet
 
     restorer = load_restorer(model, trust_pickle=trust_pickle)
     cfg = restorer.config
-    require_pixel_space(cfg, model, "export")
     _check_profile(profile, cfg.multiple_of)
+    profile = with_latent(profile, cfg.latent.factor if cfg.latent else 1)
     try:
         schedule = restorer.steps(steps)
     except ValueError as e:
         raise ConfigError(f"--steps: {e}") from None
     task = cfg.task
     overlap = default_overlap(tile, cfg.multiple_of) if overlap is None else overlap
-    sampling = Sampling(schedule, cfg.prediction, cfg.sampler.temperature, cfg.residual_scale, cfg.target)
+    sampling = Sampling(schedule, cfg.prediction, cfg.sampler.temperature, cfg.residual_scale, cfg.target,
+                        cfg.schedule.clip)
     net = restorer.denoiser.net
     torch_graphs = [g for g in ("unet", "sampler") if g in graphs]
     if isinstance(net, OnnxNet):
@@ -105,7 +111,18 @@ def _from_model(model: str, ship: _Shipment, graphs: tuple[str, ...], precision:
         unet_summary.update(steps=len(schedule), tensorrt_problems=check_tensorrt(
             onnx.load(str(unet_path)), profile, cfg.multiple_of)[:5])
         ship.add(_variant("unet", unet_path, cfg, sampling, precision), unet_path, unet_summary)
+    latent, latent_files = None, None
     with progress_bar("export", total=len(torch_graphs) + 2 * ("restore" in graphs)) as advance:
+        if cfg.latent is not None:
+            codec = export_codec(restorer, ship.work, opset, profile)
+            for graph in codec.values():
+                ship.files[graph.path.name] = graph.path
+                ship.summaries.append(graph.summary)
+            paths = {k: g.path for k, g in codec.items()}
+            latent_files = LatentGraphFiles(space=cfg.latent, decoder=paths["decoder"].name,
+                                            encoder=paths["encoder"].name if "encoder" in paths else None)
+            latent = LatentGraphs(cfg.latent, *(onnx.load(str(paths[k])) if k in paths else None
+                                                 for k in ("decoder", "encoder")))
         for kind in torch_graphs:
             result = export_graph(restorer, kind, ship.work, precision, opset, profile,  # type: ignore[arg-type]
                                   schedule, keep_io_fp32=keep_io_fp32)
@@ -114,19 +131,20 @@ def _from_model(model: str, ship: _Shipment, graphs: tuple[str, ...], precision:
         if "restore" in graphs:
             unet = next(ship.files[v.graph] for v in ship.variants if v.kind == "unet")
             restore = export_restore(Path(unet).read_bytes(), task, cfg.multiple_of, sampling, tile, overlap,
-                                     precision, ship.work, frame)
+                                     precision, ship.work, frame, latent)
             for variant, path, summary in restore:
                 ship.variants.insert(0 if variant.pixels == "uint8" else 1, variant)
                 ship.files[path.name] = path
                 ship.summaries.append(summary)
                 advance(1)
     return Manifest(task=task, multiple_of=cfg.multiple_of, min_size=cfg.multiple_of, tile=tile, overlap=overlap,
-                    variants=ship.variants)
+                    variants=ship.variants, latent=latent_files)
 
 
 def _variant(kind: str, path: Path, cfg, sampling: Sampling, precision: Precision) -> Variant:
+    cond = cfg.unet_cond_channels if kind == "unet" else cfg.task.cond_channels
     return make_variant(f"{kind}-{precision}", path.name, kind, cfg.task.name,  # type: ignore[arg-type]
-                        cfg.task.cond_channels, sampling, precision)
+                        cond, sampling, precision, latent=cfg.latent)
 
 
 def _onnx_network(path: Path, graphs: tuple[str, ...], precision: str) -> list[str]:
@@ -174,6 +192,15 @@ def _from_bundle(source: Path, ship: _Shipment, graphs: tuple[str, ...], format:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(bundle.read(v.graph))
         ship.add(v, path, next((c for c in m.producer.get("checks", []) if c.get("file") == v.graph), {}))
+    latent = None
+    if m.latent is not None:
+        for name in m.latent.files:
+            path = ship.work / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(bundle.read(name))
+            ship.files[name] = path
+        latent = LatentGraphs(m.latent.space, onnx.load_from_string(bundle.read(m.latent.decoder)),
+                              onnx.load_from_string(bundle.read(m.latent.encoder)) if m.latent.encoder else None)
     tile = tile or m.tile
     overlap = m.overlap if overlap is None and tile == m.tile else overlap
     overlap = default_overlap(tile, m.multiple_of) if overlap is None else overlap
@@ -184,7 +211,8 @@ def _from_bundle(source: Path, ship: _Shipment, graphs: tuple[str, ...], format:
         nets: bytes | list[bytes] = graph if unet.step_scales is None else [
             with_scales(onnx.load_from_string(graph), scales).SerializeToString() for scales in unet.step_scales]
         for i, (variant, path, summary) in enumerate(export_restore(
-                nets, m.task, m.multiple_of, unet.sampling, tile, overlap, unet.precision, ship.work, frame)):
+                nets, m.task, m.multiple_of, unet.sampling, tile, overlap, unet.precision, ship.work, frame,
+                latent)):
             ship.variants.insert(i, variant)
             ship.files[path.name] = path
             ship.summaries.insert(i, summary)
@@ -197,11 +225,13 @@ def _engines(manifest: Manifest, ship: _Shipment, graphs: tuple[str, ...], preci
     """A TensorRT variant for every ONNX variant of ``graphs``; readiness is checked first, so a graph
     TensorRT would refuse fails with one clear line instead of a parser log."""
     variants, records = [], []
+    factor = manifest.latent.space.factor if manifest.latent else 1
+    profile = with_latent(profile, factor)
     for v in manifest.variants:
         if v.format != "onnx" or v.kind not in graphs:
             continue
         shapes = (frame_profile(manifest.task.scale, v.tile, v.overlap, manifest.multiple_of,  # type: ignore
-                                frame) if v.kind == "restore" else profile)
+                                frame, factor) if v.kind == "restore" else profile)
         model = onnx.load(str(ship.files[v.graph]))
         problems = check_tensorrt(model, shapes, None if v.kind == "restore" else manifest.multiple_of)
         if problems:
@@ -251,6 +281,7 @@ def export_bundle(model: str, out: Path, format: Format = "onnx", precision: Pre
             trt_variants, records = _engines(manifest, ship, graphs, precision, profile, frames, workspace_mb,
                                              timing_cache)
             manifest = manifest.model_copy(update={"variants": trt_variants + list(manifest.variants)})
+        profile = with_latent(profile, manifest.latent.space.factor if manifest.latent else 1)
         made = {k: manifest.producer[k] for k in ("edgeir", "command", "source") if k in manifest.producer}
         producer = {**manifest.producer, "edgeir": __version__, "command": command, "source": str(model),
                     "checks": ship.summaries, "tensorrt_profile": {k: r.model_dump() for k, r in profile.items()}}

@@ -5,15 +5,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 from torch import nn
 
 from edgeir.errors import ConfigError
 from edgeir.export import checks
-from edgeir.export.unet import onnx_export, unet_multiple
+from edgeir.export.unet import LATENT_SIDES, onnx_export, unet_multiple
+from edgeir.graphs.readiness import check_tensorrt
+from edgeir.graphs.shapes import ShapeProfile
 from edgeir.models.codec import DECODER_IO, ENCODER_IO
 from edgeir.models.restorer import RestorerModel
 
@@ -24,19 +28,33 @@ TOLERANCE = checks.TOLERANCE[("unet", "fp32")]
 Shape = tuple[int, int, int, int]
 
 
-def export_codec(restorer: RestorerModel, out_dir: str | Path, opset: int = 17) -> dict[str, Path]:
+@dataclass
+class CodecGraph:
+    path: Path
+    summary: dict  # what was checked: parity with torch, size, TensorRT readiness
+
+
+def export_codec(restorer: RestorerModel, out_dir: str | Path, opset: int = 17, profile: ShapeProfile | None = None
+                 ) -> dict[str, CodecGraph]:
     """``{"encoder": ..., "decoder": ...}`` graphs written to ``out_dir`` and checked; raises
-    ``ExportCheckError`` (a ``QualityGateError``) when one is invalid or differs from torch beyond 1e-4."""
+    ``ExportCheckError`` (a ``QualityGateError``) when one is invalid or differs from torch beyond 1e-4.
+    ``profile``: the output-pixel sides (and their latent ones) TensorRT readiness is judged for."""
     if restorer.codec is None:
         raise ConfigError("this restorer samples in pixel space: it has no autoencoder to export")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
+    real = real_inputs(restorer)
     for name, (module, io, shapes) in codec_parts(restorer).items():
         example = torch.randn(shapes[0], device=next(restorer.parameters()).device)
-        path = onnx_export(module.eval(), (example,), out_dir / f"{name}.onnx", io[:1], io[1], opset)
-        _check(path, module, io[0], shapes)
-        paths[name] = path
+        path = onnx_export(module.eval(), (example,), out_dir / f"{name}.onnx", io[:1], io[1], opset,
+                           {"latent": LATENT_SIDES})
+        model = onnx.load(str(path))
+        paths[name] = CodecGraph(path, {
+            "kind": name, "file": path.name, "precision": "fp32",
+            "max_abs_diff": _check(path, module, io[0], shapes, real[name]),
+            "gate": TOLERANCE, "nodes": len(model.graph.node), "bytes": path.stat().st_size,
+            "tensorrt_problems": check_tensorrt(model, profile)})
     return paths
 
 
@@ -65,9 +83,23 @@ def codec_reference(module: nn.Module, x: np.ndarray) -> np.ndarray:
     return module(torch.from_numpy(x).to(p.device)).cpu().numpy()
 
 
-def _check(path: Path, module: nn.Module, input_name: str, shapes: list[Shape], seed: int = 0) -> None:
+def real_inputs(restorer: RestorerModel, seed: int = 0) -> dict[str, np.ndarray]:
+    """Each graph's input from a held-out photograph: the photograph in [-1, 1] (a centre crop of four
+    multiples), and its latent as the encoder makes it."""
+    from edgeir.export.graph import real_conditions
+
+    m = restorer.config.multiple_of
+    image = real_conditions(restorer.task, 1, 4 * m, 4 * m, seed)[:, :3]
+    return {"encoder": image, "decoder": codec_reference(restorer.codec.encoder, image)}
+
+
+def _check(path: Path, module: nn.Module, input_name: str, shapes: list[Shape], real: np.ndarray, seed: int = 0
+           ) -> dict[str, float]:
     checks.validate(path)
     rng = np.random.default_rng(seed)
-    inputs = [codec_feeds(input_name, shape, rng) for shape in shapes]
-    cases = [({input_name: x}, codec_reference(module, x)) for x in inputs]
-    checks.gate(f"{path.stem} graph", "random", checks.max_abs_diff(path, cases), TOLERANCE)
+    cases = {"random": [codec_feeds(input_name, shape, rng) for shape in shapes], "real": [real]}
+    diffs = {}
+    for what, inputs in cases.items():
+        diffs[what] = checks.max_abs_diff(path, [({input_name: x}, codec_reference(module, x)) for x in inputs])
+        checks.gate(f"{path.stem} graph", what, diffs[what], TOLERANCE)
+    return diffs

@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxslim
+import torch
 
 from edgeir.bundle.manifest import GraphKind, Precision
 from edgeir.data.builtin import builtin_images
+from edgeir.diffusion.latent import LatentSpace
 from edgeir.diffusion.steps import Step
 from edgeir.errors import ConfigError
 from edgeir.export import checks
@@ -46,37 +48,46 @@ class GraphResult:
                 "tensorrt_ready": not self.tensorrt_problems, "tensorrt_problems": self.tensorrt_problems}
 
 
-def real_conditions(task: Task, count: int, h: int, w: int, seed: int = 0) -> np.ndarray:
-    """(count, C, h, w) conditions built by the task from held-out photographs, as the runtime builds them."""
+def real_conditions(task: Task, count: int, h: int, w: int, seed: int = 0, latent: LatentSpace | None = None
+                    ) -> np.ndarray:
+    """(count, C, h, w) conditions built by the task from held-out photographs, as the runtime builds them
+    (a latent restorer's: ``LatentSpace.condition_input``'s, at its own resolution)."""
     out = []
     for i, (_, img) in enumerate(builtin_images("heldout")[:count]):
         if img.shape[0] < h or img.shape[1] < w:
             raise ConfigError(f"real-input check at {h}x{w} is larger than the held-out photographs")
         y, x = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
         d = task.degrade(img[y:y + h, x:x + w], np.random.default_rng([seed, i]))
-        out.append(task.condition(d).transpose(2, 0, 1))
+        out.append((latent.condition_input(task, d) if latent else task.condition(d)).transpose(2, 0, 1))
     return np.stack(out).astype(np.float32)
 
 
 def parity_cases(restorer: RestorerModel, kind: GraphKind, steps: list[Step], seed: int = 0
                  ) -> dict[str, list[tuple[dict[str, np.ndarray], np.ndarray]]]:
     """``(feeds, torch output)`` cases: random inputs at two batch sizes and non-square sizes, and a real
-    condition from a held-out photograph."""
-    m = restorer.config.multiple_of
-    c = restorer.task.cond_channels
+    condition from a held-out photograph. Conditions are ``RestorerModel.condition``'s (at its resolution);
+    the UNet's are the network's own (a latent restorer's encoded where its UNet takes a latent)."""
+    cfg = restorer.config
+    m, c, s = cfg.multiple_of, cfg.task.cond_channels, restorer.cond_scale
     rng = np.random.default_rng(seed)
-    conds = {"random": [rng.uniform(-1, 1, (2, c, 2 * m, 3 * m)).astype(np.float32),
-                        rng.uniform(-1, 1, (1, c, 4 * m, 2 * m)).astype(np.float32)],
-             "real": [real_conditions(restorer.task, 1, 4 * m, 4 * m, seed)]}
+    conds = {"random": [rng.uniform(-1, 1, (2, c, 2 * m // s, 3 * m // s)).astype(np.float32),
+                        rng.uniform(-1, 1, (1, c, 4 * m // s, 2 * m // s)).astype(np.float32)],
+             "real": [real_conditions(restorer.task, 1, 4 * m, 4 * m, seed, cfg.latent)]}
     cases = {}
     for what, cs in conds.items():
         if kind == "unet":
-            feeds = [unet_feeds(restorer, cond, rng, steps) for cond in cs]
+            feeds = [unet_feeds(restorer, _unet_condition(restorer, cond), rng, steps) for cond in cs]
             cases[what] = [(f, unet_reference(restorer, f)) for f in feeds]
         else:
             feeds = [sampler_feeds(restorer, cond, rng, steps) for cond in cs]
             cases[what] = [(f, sampler_reference(restorer, f, steps)) for f in feeds]
     return cases
+
+
+@torch.no_grad()
+def _unet_condition(restorer: RestorerModel, cond: np.ndarray) -> np.ndarray:
+    p = next(restorer.parameters())
+    return restorer.unet_condition(torch.from_numpy(cond).to(p.device)).cpu().numpy()
 
 
 def _checked(path: Path, name: str, cases: dict, tolerance: float) -> dict[str, float]:

@@ -9,6 +9,13 @@ few ulps move an activation across a rounding boundary now and then, which sprea
 Q/DQ pairs taken out, ``edgeir.graphs.qdq.float_twin``) at FP32's tolerance, and the INT8 graph itself is held
 to the host loop within INT8's own error: at least as close (PSNR) as the host loop's INT8 output is to its
 float twin's, or 40 dB.
+
+A latent restorer's restore graph takes its autoencoder's graphs in too (``LatentGraphs``); the host loop then
+runs them on the same tiles. A VQ decoder snaps each latent pixel to its nearest codebook entry, and where two
+entries are all but equally near, float rounding (the graph's and the host loop's fuse their arithmetic
+differently) picks either: one latent pixel's patch of output pixels jumps. Its graph is held to FP32's
+tolerance on all but ``VQ_FLIPS`` of its pixels; a composition error (a tile misplaced, a seam, a swapped
+input) moves far more.
 """
 
 from __future__ import annotations
@@ -19,20 +26,22 @@ import numpy as np
 import onnx
 
 from edgeir.bundle.manifest import Precision, Variant, make_variant
+from edgeir.diffusion.latent import LatentSpace
 from edgeir.diffusion.steps import Sampling, noise_channels
 from edgeir.errors import ConfigError, QualityGateError
 from edgeir.graphs import layout
 from edgeir.graphs.ort import open_session
 from edgeir.graphs.qdq import float_twin, has_qdq
 from edgeir.graphs.readiness import check_tensorrt
-from edgeir.graphs.reference import host_restore
-from edgeir.graphs.restore import restore_graph
+from edgeir.graphs.reference import HostCodec, host_restore
+from edgeir.graphs.restore import LatentGraphs, restore_graph
 from edgeir.graphs.shapes import DimRange, frame_profile
 from edgeir.tasks import Degraded, Task
 
 # Max abs difference from the host loop, on [0, 1] pixels: float rounding (the graph's bicubic is Pillow's to a
 # few ulps). An INT8 graph's composition is checked on its float twin, at FP32's.
 TOLERANCE = {"fp32": 1e-3, "fp16": 1e-2, "int8": 1e-3}
+VQ_FLIPS = 0.01  # of a VQ restorer's pixels, the share that may differ by more than the tolerance
 INT8_ENOUGH_DB = 40.0  # an INT8 graph this close to the host loop passes whatever its float twin's distance
 
 
@@ -54,32 +63,43 @@ def test_frames(task: Task, tile: int, seed: int = 0) -> dict[str, Degraded]:
             for k, v in frames.items()}
 
 
-def feeds(task: Task, variant: Variant, multiple_of: int, d: Degraded, noise: np.ndarray) -> dict[str, np.ndarray]:
+def feeds(task: Task, variant: Variant, multiple_of: int, d: Degraded, noise: np.ndarray,
+          latent: LatentSpace | None = None) -> dict[str, np.ndarray]:
     """The restore graph's inputs for degraded frame ``d`` (HxWx3 float pixels of 8-bit values) and its
-    (1, K, H, W) noise field."""
-    h, w = noise.shape[2:]
+    (1, K, h, w) noise field (of the sample's size)."""
     frame: dict[str, np.ndarray] = {"image": (d.image[None] * 255 + 0.5).astype(np.uint8)
                                     if variant.pixels == "uint8" else d.image[None]}
     if task.name == "inpaint":
         frame.update(task.graph_feeds(d.image, d.mask))  # type: ignore[attr-defined]
-    return {**frame, "noise": noise, **layout.maps(h, w, variant.tile, variant.overlap, multiple_of)}  # type: ignore
+    return {**frame, "noise": noise, **layout.tile_maps(*np.multiply(d.image.shape[:2], task.scale), variant.tile,
+                                                        variant.overlap, multiple_of, latent)}  # type: ignore
 
 
 def reference(session, task: Task, sampling: Sampling, tile: int, overlap: int, multiple_of: int, d: Degraded,
-              noise: np.ndarray) -> np.ndarray:
-    """The host loop's HxWx3 image in [0, 1] for ``d`` over a UNet graph's ``session``, composed as the task
-    composes."""
-    cond = np.ascontiguousarray(task.condition(d).transpose(2, 0, 1))
-    out = host_restore(lambda f: session.run(None, f)[0], cond, noise[0], sampling, tile, overlap, multiple_of)
+              noise: np.ndarray, codec: HostCodec | None = None) -> np.ndarray:
+    """The host loop's HxWx3 image in [0, 1] for ``d`` over a UNet graph's ``session`` (and a latent
+    restorer's ``codec``), composed as the task composes."""
+    cond = codec.space.condition_input(task, d) if codec else task.condition(d)
+    out = host_restore(lambda f: session.run(None, f)[0], np.ascontiguousarray(cond.transpose(2, 0, 1)), noise[0],
+                       sampling, tile, overlap, multiple_of, codec)
     return task.compose(out.transpose(1, 2, 0), d)
 
 
+def host_codec(latent: LatentGraphs) -> HostCodec:
+    """The autoencoder's graphs as the host loop calls them, through onnxruntime."""
+    def run(graph: onnx.ModelProto):
+        session = open_session(graph.SerializeToString())
+        return lambda x: session.run(None, {session.get_inputs()[0].name: x})[0]
+
+    return HostCodec(latent.space, run(latent.decoder), run(latent.encoder) if latent.encoder else None)
+
+
 def export_restore(unet: bytes | list[bytes], task: Task, multiple_of: int, sampling: Sampling, tile: int,
-                   overlap: int, precision: Precision, out_dir: Path, frame: DimRange
-                   ) -> list[tuple[Variant, Path, dict]]:
-    """Both restore graphs (uint8 and float32 pixels) of ``unet`` (one UNet graph, or one per sampler step),
-    checked, in ``out_dir``; with each, its variant and a summary of the checks. ``frame``: the output frame
-    sides TensorRT readiness is judged for."""
+                   overlap: int, precision: Precision, out_dir: Path, frame: DimRange,
+                   latent: LatentGraphs | None = None) -> list[tuple[Variant, Path, dict]]:
+    """Both restore graphs (uint8 and float32 pixels) of ``unet`` (one UNet graph, or one per sampler step;
+    with a latent restorer's autoencoder graphs), checked, in ``out_dir``; with each, its variant and a summary
+    of the checks. ``frame``: the output frame sides TensorRT readiness is judged for."""
     try:
         layout.check(tile, overlap, multiple_of)
     except ValueError as e:
@@ -88,13 +108,17 @@ def export_restore(unet: bytes | list[bytes], task: Task, multiple_of: int, samp
     models = [onnx.load_from_string(g) for g in unet] if per_step else [onnx.load_from_string(unet)]
     models = models * (len(sampling.steps) // len(models))
     frames = test_frames(task, tile)
+    space = latent.space if latent else None
+    flips = VQ_FLIPS if latent and any(n.op_type == "ArgMin" for n in latent.decoder.graph.node) else 0.0
+    codec = host_codec(latent) if latent else None
     rng = np.random.default_rng(0)
-    noises = {k: rng.standard_normal((1, noise_channels(sampling.steps), *np.multiply(d.image.shape[:2], task.scale)),
-                                     dtype=np.float32) for k, d in frames.items()}
+    k = noise_channels(sampling.steps, space.channels if space else 3)
+    noises = {what: rng.standard_normal((1, k, *layout.sample_shape(*np.multiply(d.image.shape[:2], task.scale), space)),
+                                        dtype=np.float32) for what, d in frames.items()}
 
     def host_loop(nets: list[onnx.ModelProto]) -> dict[str, np.ndarray]:
-        return {k: reference(_StepSessions(nets, sampling), task, sampling, tile, overlap, multiple_of, d, noises[k])
-                for k, d in frames.items()}
+        return {what: reference(_StepSessions(nets, sampling), task, sampling, tile, overlap, multiple_of, d,
+                                noises[what], codec) for what, d in frames.items()}
 
     expected = host_loop(models)
     twin = [float_twin(m) for m in models] if has_qdq(models[0]) else None
@@ -105,7 +129,7 @@ def export_restore(unet: bytes | list[bytes], task: Task, multiple_of: int, samp
     for pixels in ("uint8", "float32"):
         def compose(nets: list[onnx.ModelProto], pixels: str = pixels) -> onnx.ModelProto:
             return restore_graph(nets if per_step else nets[0], task.name, task.scale, task.cond_channels,
-                                 sampling, overlap, pixels)  # type: ignore[arg-type]
+                                 sampling, overlap, pixels, latent)  # type: ignore[arg-type]
 
         graph = compose(models)
         suffix = "" if pixels == "uint8" else ".float"
@@ -113,25 +137,27 @@ def export_restore(unet: bytes | list[bytes], task: Task, multiple_of: int, samp
         onnx.save(graph, str(path))
         variant = make_variant(f"restore-{precision}{'-float' if suffix else ''}", path.name, "restore", task.name,
                                task.cond_channels, sampling, precision, tile=tile, overlap=overlap,
-                               pixels=pixels)  # type: ignore[arg-type]
-        outputs = _run(path, task, variant, multiple_of, frames, noises)
+                               pixels=pixels, latent=space)  # type: ignore[arg-type]
+        outputs = _run(path, task, variant, multiple_of, frames, noises, space)
         summary = {"kind": "restore", "file": path.name, "precision": precision, "pixels": pixels,
                    "steps": len(sampling.steps), "tile": tile, "overlap": overlap, "gate": TOLERANCE[precision],
                    "reference": "host loop over the UNet graph (edgeir.graphs.reference)"}
         if twin is None:
-            summary["max_abs_diff"] = _parity(path.name, variant, outputs, expected)
+            summary["max_abs_diff"] = _parity(path.name, variant, outputs, expected, flips)
+            if flips:
+                summary["vq_flips_allowed"] = flips
         else:
             twin_path = out_dir / f".twin.{path.name}"
             onnx.save(compose(twin), str(twin_path))
             summary["max_abs_diff"] = _parity(f"{path.name}'s float twin", variant,
-                                              _run(twin_path, task, variant, multiple_of, frames, noises),
+                                              _run(twin_path, task, variant, multiple_of, frames, noises, space),
                                               twin_expected)
             twin_path.unlink()
             summary["reference"] += "; the composition checked on the UNet's float twin"
             summary["int8_psnr_db"] = _int8_parity(path.name, outputs, expected, int8_gate)
             summary["int8_gate_db"] = {k: round(v, 2) for k, v in int8_gate.items()}
         summary.update(nodes=len(graph.graph.node), bytes=path.stat().st_size, tensorrt_problems=check_tensorrt(
-            graph, frame_profile(task.scale, tile, overlap, multiple_of, frame)))
+            graph, frame_profile(task.scale, tile, overlap, multiple_of, frame, space.factor if space else 1)))
         results.append((variant, path, summary))
     return results
 
@@ -152,27 +178,30 @@ class _StepSessions:
 
 
 def _run(path: Path, task: Task, variant: Variant, multiple_of: int, frames: dict[str, Degraded],
-         noises: dict) -> dict[str, np.ndarray]:
+         noises: dict, latent: LatentSpace | None) -> dict[str, np.ndarray]:
     """The graph's HxWx3 outputs on ``frames``, as [0, 1] floats."""
     session = open_session(path)
     outputs = {}
     for what, d in frames.items():
-        out = session.run(None, feeds(task, variant, multiple_of, d, noises[what]))[0][0]
+        out = session.run(None, feeds(task, variant, multiple_of, d, noises[what], latent))[0][0]
         outputs[what] = out / np.float32(255) if variant.pixels == "uint8" else out
     return outputs
 
 
-def _parity(name: str, variant: Variant, outputs: dict[str, np.ndarray], expected: dict[str, np.ndarray]
-            ) -> dict[str, float]:
+def _parity(name: str, variant: Variant, outputs: dict[str, np.ndarray], expected: dict[str, np.ndarray],
+            flips: float = 0.0) -> dict[str, float]:
+    """Max abs differences from the host loop; with ``flips``, of all but that share of the pixels."""
     # uint8 pixels add their own rounding: half a level either way of the float image's.
     slack = 0.5 / 255 if variant.pixels == "uint8" else 0.0
     diffs = {}
     for what, got in outputs.items():
         diff = np.abs(got - expected[what])
-        worst = diffs[what] = float(diff.max()) if np.isfinite(diff).all() else float("inf")
-        if not worst <= TOLERANCE[variant.precision] + slack:
-            raise QualityGateError(f"{name}: differs from the host loop by {worst:.2e} on {what} frames "
-                                   f"(gate {TOLERANCE[variant.precision]:.0e})")
+        worst = float(np.quantile(diff, 1 - flips)) if flips else float(diff.max())
+        diffs[what] = worst if np.isfinite(diff).all() else float("inf")
+        if not diffs[what] <= TOLERANCE[variant.precision] + slack:
+            share = f" on all but {flips:.0%} of the pixels" if flips else ""
+            raise QualityGateError(f"{name}: differs from the host loop by {diffs[what]:.2e}{share} on {what} "
+                                   f"frames (gate {TOLERANCE[variant.precision]:.0e})")
     return diffs
 
 

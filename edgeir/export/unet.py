@@ -1,7 +1,9 @@
 """The UNet alone as an ONNX graph: inputs ``x_t`` (B,S,H,W), ``t`` (B,) float, ``condition`` (B,C,H,W);
 output ``prediction``. ``S`` and ``C`` are the sample's and the network's own condition's channels (3 and the
 task's, or a latent restorer's), and ``H``, ``W`` the sample's sides (a latent restorer's are latent-sized).
-Batch, height and width are dynamic (height and width must be multiples of ``unet_multiple``)."""
+Batch, height and width are dynamic (height and width must be multiples of ``unet_multiple``); a latent UNet's
+sides are named ``latent_height`` and ``latent_width``, so one optimisation profile (in output pixels, with the
+latent's sides a factor smaller) bounds every graph of the restorer."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from edgeir.models.restorer import RestorerModel
 
 INPUTS = ("x_t", "t", "condition")
 OUTPUT = "prediction"
+PIXEL_SIDES, LATENT_SIDES = ("height", "width"), ("latent_height", "latent_width")
 
 
 def export_unet(restorer: RestorerModel, path: str | Path, opset: int = 17, size: tuple[int, int] | None = None
@@ -32,7 +35,8 @@ def export_unet(restorer: RestorerModel, path: str | Path, opset: int = 17, size
     args = (torch.randn(2, cfg.sample_channels, h, w, device=p.device),
             torch.tensor([500.0, 20.0], device=p.device),
             torch.randn(2, cfg.unet_cond_channels, h, w, device=p.device))
-    return onnx_export(net, args, path, INPUTS, OUTPUT, opset)
+    sides = {n: LATENT_SIDES for n in (*INPUTS, OUTPUT)} if cfg.latent else None
+    return onnx_export(net, args, path, INPUTS, OUTPUT, opset, sides)
 
 
 def unet_multiple(config: RestorerConfig) -> int:
@@ -42,12 +46,16 @@ def unet_multiple(config: RestorerConfig) -> int:
 
 
 def onnx_export(module: torch.nn.Module, args: tuple, path: str | Path, inputs: tuple[str, ...], output: str,
-                opset: int) -> Path:
-    """The TorchScript-based exporter with dynamic batch (and height/width for 4-D tensors): it keeps them
-    dynamic from a batch-2 example, where the dynamo exporter specialises batch-1 examples."""
-    dyn = {name: ({0: "batch", 2: "height", 3: "width"} if a.dim() == 4 else {0: "batch"})
-           for name, a in zip(inputs, args)}
-    dyn[output] = {0: "batch", 2: "height", 3: "width"}
+                opset: int, sides: dict[str, tuple[str, str]] | None = None) -> Path:
+    """The TorchScript-based exporter with dynamic batch (and sides for 4-D tensors, named ``height`` and
+    ``width`` unless ``sides`` names them): it keeps them dynamic from a batch-2 example, where the dynamo
+    exporter specialises batch-1 examples."""
+    def dims(name: str) -> dict[int, str]:
+        h, w = (sides or {}).get(name, PIXEL_SIDES)
+        return {0: "batch", 2: h, 3: w}
+
+    dyn = {name: (dims(name) if a.dim() == 4 else {0: "batch"}) for name, a in zip(inputs, args)}
+    dyn[output] = dims(output)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(module, args, str(path), input_names=list(inputs), output_names=[output],

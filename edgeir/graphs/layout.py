@@ -13,11 +13,16 @@ maps a restore graph is fed (numpy; ``edgeir.graphs.restore`` does the cutting a
   at the frame's own edges the weight is 1.
 * The noise is one field for the whole frame, tiled the same way: where tiles overlap they start from the same
   noise, so their samples agree and blending does not average two different textures.
+* A latent restorer's tiles are cut from the latent frame, ``factor`` times smaller, and blended after decoding,
+  in pixel space (``latent_maps``): tile, overlap and ``multiple_of`` count output pixels, so tiles stay on the
+  latent grid and a decoded tile covers exactly the output pixels its latent tile stands for.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from edgeir.diffusion.latent import LatentSpace
 
 
 def check(tile: int, overlap: int, multiple_of: int) -> None:
@@ -42,7 +47,10 @@ def span(length: int, tile: int, overlap: int, multiple_of: int) -> tuple[int, i
 def positions(length: int, tile: int, overlap: int, multiple_of: int) -> np.ndarray:
     """(tiles, tile length) int64: the frame coordinate each tile pixel reads, mirrored into ``[0, length)``."""
     n, t = span(length, tile, overlap, multiple_of)
-    p = np.arange(n)[:, None] * (t - overlap) + np.arange(t)[None]
+    return _reflect(np.arange(n)[:, None] * (t - overlap) + np.arange(t)[None], length)
+
+
+def _reflect(p: np.ndarray, length: int) -> np.ndarray:
     m = p % (2 * length)  # symmetric reflection has period 2 * length
     return np.minimum(m, 2 * length - 1 - m).astype(np.int64)
 
@@ -92,3 +100,35 @@ def maps(height: int, width: int, tile: int, overlap: int, multiple_of: int) -> 
     return {"rows": positions(height, tile, overlap, multiple_of), "cols": positions(width, tile, overlap, multiple_of),
             "row_weights": weights(height, tile, overlap, multiple_of),
             "col_weights": weights(width, tile, overlap, multiple_of)}
+
+
+def latent_maps(height: int, width: int, tile: int, overlap: int, multiple_of: int, factor: int, encoder: bool
+                ) -> dict[str, np.ndarray]:
+    """A latent restore graph's tiling inputs for an ``height`` x ``width`` output frame: ``rows``/``cols`` over
+    the latent frame (``factor`` times smaller, rounded up), ``row_weights``/``col_weights`` over the decoded
+    tiles' output pixels (the same tiles, ``factor`` times longer), and with an ``encoder`` the output-pixel
+    ``pixel_rows``/``pixel_cols`` its input tiles are cut by, mirrored into the frame."""
+    lh, lw = -(-height // factor), -(-width // factor)
+    t, o, m = tile // factor, overlap // factor, multiple_of // factor
+    maps = {"rows": positions(lh, t, o, m), "cols": positions(lw, t, o, m),
+            "row_weights": weights(lh * factor, tile, overlap, multiple_of),
+            "col_weights": weights(lw * factor, tile, overlap, multiple_of)}
+    if encoder:
+        maps["pixel_rows"] = _reflect(positions(lh * factor, tile, overlap, multiple_of), height)
+        maps["pixel_cols"] = _reflect(positions(lw * factor, tile, overlap, multiple_of), width)
+    return maps
+
+
+def tile_maps(height: int, width: int, tile: int, overlap: int, multiple_of: int, latent: LatentSpace | None
+              ) -> dict[str, np.ndarray]:
+    """A restore graph's tiling inputs for an output frame of ``height`` x ``width`` (a latent restorer's:
+    ``latent_maps``)."""
+    if latent is None:
+        return maps(height, width, tile, overlap, multiple_of)
+    return latent_maps(height, width, tile, overlap, multiple_of, latent.factor, latent.condition == "latent")
+
+
+def sample_shape(height: int, width: int, latent: LatentSpace | None) -> tuple[int, int]:
+    """The sides of the sample (and its noise) for an output frame of ``height`` x ``width``."""
+    f = latent.factor if latent else 1
+    return -(-height // f), -(-width // f)

@@ -17,18 +17,26 @@ Q/DQ graph), so INT8 models get it too. Inside, in order:
    (``edgeir.graphs.layout``'s fold, in Slice/Concat/Reshape form, channels-last), inpainting's known pixels
    kept;
 5. pixels out: uint8 (``floor(x * 255 + 0.5)``, as the runtime has always rounded) or float32, NHWC.
+
+A latent restorer's graph (``LatentGraphs``) samples in its latent space: the tiles are cut from the latent
+frame (its noise and, for an LDM super-resolution UNet, the low-resolution image itself, which is already at
+latent resolution); a UNet conditioned on a latent gets it from the encoder's graph, run on each tile's pixels
+of the task's base image (cut by the ``pixel_rows`` / ``pixel_cols`` maps); each sampled tile goes through the
+decoder's graph and the decoded tiles are blended in pixel space (``edgeir.graphs.layout.latent_maps``).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from edgeir.diffusion.latent import LatentSpace
 from edgeir.diffusion.sample import sample
 from edgeir.diffusion.steps import Sampling, Step, noise_channels, to_image, to_x0
 from edgeir.graphs.build import GraphBuilder, Sym
@@ -38,17 +46,32 @@ ONNX_TYPE = {"uint8": TensorProto.UINT8, "float32": TensorProto.FLOAT, "int64": 
 INT_MAX = np.iinfo(np.int64).max
 
 
+@dataclass(frozen=True)
+class LatentGraphs:
+    """A latent restorer's space and its autoencoder's graphs (``edgeir.export.codec``'s I/O): the decoder, and
+    the encoder where the UNet is conditioned on a latent."""
+
+    space: LatentSpace
+    decoder: onnx.ModelProto
+    encoder: onnx.ModelProto | None = None
+
+
 def restore_graph(unet: onnx.ModelProto | Sequence[onnx.ModelProto], task: str, scale: int, cond_channels: int,
-                  sampling: Sampling, overlap: int, pixels: Pixels = "uint8") -> onnx.ModelProto:
+                  sampling: Sampling, overlap: int, pixels: Pixels = "uint8", latent: LatentGraphs | None = None
+                  ) -> onnx.ModelProto:
     """The restore graph of a network given as its UNet graph (inputs ``x_t``, ``t``, ``condition``), or as one
     UNet graph per sampler step (say, INT8 graphs whose activation scales were calibrated at each step's own
     timestep): initializers equal in name and value are stored once. Tile sizes come with the index maps it is
-    fed; ``overlap`` is built in."""
+    fed; ``overlap`` (output pixels) is built in."""
     nets = [unet] * len(sampling.steps) if isinstance(unet, onnx.ModelProto) else list(unet)
     if len(nets) != len(sampling.steps):
         raise ValueError(f"{len(nets)} UNet graphs for {len(sampling.steps)} sampler steps")
-    b = GraphBuilder(max(o.version for net in nets for o in net.opset_import if o.domain in ("", "ai.onnx")))
-    k = noise_channels(sampling.steps)
+    codec = [] if latent is None else [g for g in (latent.encoder, latent.decoder) if g is not None]
+    b = GraphBuilder(max(o.version for net in [*nets, *codec] for o in net.opset_import
+                         if o.domain in ("", "ai.onnx")))
+    space = latent.space if latent else None
+    channels = space.channels if space else 3
+    k = noise_channels(sampling.steps, channels)
     inputs = []
     # The condition is kept channels-last, as frames come: the Resize in between runs on NCHW (the form
     # TensorRT's cubic resize takes), and onnxruntime cancels the transpose pair around it to run its far faster
@@ -67,23 +90,35 @@ def restore_graph(unet: onnx.ModelProto | Sequence[onnx.ModelProto], task: str, 
                     b.op("Unsqueeze", "holes", b.const([1], np.int64)), "fill")
         image = b.op("Concat", b.op("Reshape", flat, b.op("Shape", image)),
                      b.op("Cast", "mask", to=TensorProto.FLOAT), axis=3)
-    elif scale > 1:
+    elif scale > 1 and not (space and space.condition == "lowres"):
         image = b.op("Transpose", b.op("Resize", b.op("Transpose", image, perm=[0, 3, 1, 2]), "",
                                        b.const([1, 1, scale, scale]), mode="cubic", cubic_coeff_a=-0.5,
                                        coordinate_transformation_mode="half_pixel", exclude_outside=1),
                      perm=[0, 2, 3, 1])
     cond = image * 2.0 - 1.0
-    inputs += [helper.make_tensor_value_info("noise", TensorProto.FLOAT, [1, k, "height", "width"]),
+    # A latent graph's noise and index maps are latent-sized, its blend weights (and encoder maps) pixel-sized.
+    sample_hw, px = (["latent_height", "latent_width"], "pixel_") if space else (["height", "width"], "")
+    inputs += [helper.make_tensor_value_info("noise", TensorProto.FLOAT, [1, k, *sample_hw]),
                helper.make_tensor_value_info("rows", TensorProto.INT64, ["tiles_y", "tile_height"]),
                helper.make_tensor_value_info("cols", TensorProto.INT64, ["tiles_x", "tile_width"]),
-               helper.make_tensor_value_info("row_weights", TensorProto.FLOAT, ["tiles_y", "tile_height"]),
-               helper.make_tensor_value_info("col_weights", TensorProto.FLOAT, ["tiles_x", "tile_width"])]
+               helper.make_tensor_value_info("row_weights", TensorProto.FLOAT, ["tiles_y", f"{px}tile_height"]),
+               helper.make_tensor_value_info("col_weights", TensorProto.FLOAT, ["tiles_x", f"{px}tile_width"])]
+    encoder = latent.encoder if latent and space.condition == "latent" else None
+    if encoder is not None:
+        inputs += [helper.make_tensor_value_info("pixel_rows", TensorProto.INT64, ["tiles_y", "pixel_tile_height"]),
+                   helper.make_tensor_value_info("pixel_cols", TensorProto.INT64, ["tiles_x", "pixel_tile_width"])]
 
     tile_hw = b.op("Concat", b.op("Shape", "rows", start=1), b.op("Shape", "cols", start=1), axis=0)
-    index = _flat_index(b, Sym(b, "noise"), tile_hw)
-    cond_tiles = _split(b, cond, cond_channels, index, tile_hw, channels_last=True)
+    index = _flat_index(b, b.op("Shape", "noise", start=3, end=4), "rows", "cols", tile_hw)
+    if encoder is None:
+        cond_tiles = _split(b, cond, 3 if space else cond_channels, index, tile_hw, channels_last=True)
+    else:
+        pixel_hw = b.op("Concat", b.op("Shape", "pixel_rows", start=1), b.op("Shape", "pixel_cols", start=1), axis=0)
+        pixel_index = _flat_index(b, b.op("Shape", cond, start=2, end=3), "pixel_rows", "pixel_cols", pixel_hw)
+        pixel_tiles = _split(b, cond, 3, pixel_index, pixel_hw, channels_last=True)
+        cond_tiles = _inline(b, encoder, {"image": pixel_tiles}, _weights(b, [encoder], "encoder")[0], "encoder/")
     noise_tiles = _split(b, Sym(b, "noise"), k, index, tile_hw)
-    chunks = iter([_channels(b, noise_tiles, i, i + 3) for i in range(3, k, 3)])
+    chunks = iter([_channels(b, noise_tiles, i, i + channels) for i in range(channels, k, channels)])
     weights = _weights(b, nets)
     by_step = {step.t: i for i, step in enumerate(sampling.steps)}
     count = b.op("Slice", b.op("Shape", cond_tiles), b.const([0], np.int64), b.const([1], np.int64))
@@ -94,10 +129,20 @@ def restore_graph(unet: onnx.ModelProto | Sequence[onnx.ModelProto], task: str, 
         pred = _inline(b, nets[i], {"x_t": x_t, "t": t, "condition": cond_tiles}, weights[i], f"step{step.t}/")
         return to_x0(pred, x_t, step.sqrt_ab, step.sqrt_1mab, sampling.prediction)
 
-    x = sample(x0, _channels(b, noise_tiles, 0, 3) * float(sampling.temperature), list(sampling.steps),
-               lambda like: next(chunks))
-    tiles = to_image(x, _channels(b, cond_tiles, 0, 3), sampling.residual_scale, sampling.target)
-    frame = _blend(b, tiles, cond, tile_hw, overlap)  # (1, H, W, 3)
+    x = sample(x0, _channels(b, noise_tiles, 0, channels) * float(sampling.temperature), list(sampling.steps),
+               lambda like: next(chunks), sampling.clip)
+    size = b.op("Shape", cond, start=1, end=3)  # (H, W) of the frame out: the condition is channels-last
+    if latent is None:
+        tiles = to_image(x, _channels(b, cond_tiles, 0, 3), sampling.residual_scale, sampling.target)
+    else:
+        decoded = _inline(b, latent.decoder, {"latent": x}, _weights(b, [latent.decoder], "decoder")[0],
+                          "decoder/")
+        tiles = to_image(decoded, None, 1.0, "image")
+        factor = b.const([space.factor], np.int64)
+        tile_hw = b.op("Mul", tile_hw, factor)
+        if space.condition == "lowres":
+            size = b.op("Mul", size, factor)
+    frame = _blend(b, tiles, size, tile_hw, overlap)  # (1, H, W, 3)
     if task == "inpaint":  # known pixels are the condition's, exactly: (2 v - 1) * 0.5 + 0.5 == v
         known = _channels(b, cond, 0, 3, axis=3) * 0.5 + 0.5
         holes = b.op("Greater", _channels(b, cond, 3, 4, axis=3), b.const(0.0))
@@ -115,12 +160,11 @@ def _channels(b: GraphBuilder, x: Sym, start: int, end: int, axis: int = 1) -> S
     return b.op("Slice", x, b.const([start], np.int64), b.const([end], np.int64), b.const([axis], np.int64))
 
 
-def _flat_index(b: GraphBuilder, frame: Sym, tile_hw: Sym) -> Sym:
-    """(tiles_y * tiles_x, th, tw) int64: each tile pixel's position in the flattened (H * W) frame, from the
-    ``rows`` and ``cols`` index maps."""
-    width = b.op("Shape", frame, start=3, end=4)
-    rows = b.op("Unsqueeze", "rows", b.const([1, 3], np.int64))  # (ny, 1, th, 1)
-    cols = b.op("Unsqueeze", "cols", b.const([0, 2], np.int64))  # (1, nx, 1, tw)
+def _flat_index(b: GraphBuilder, width: Sym, rows: str, cols: str, tile_hw: Sym) -> Sym:
+    """(tiles_y * tiles_x, th, tw) int64: each tile pixel's position in the flattened (H * W) frame ``width``
+    wide, from the ``rows`` and ``cols`` index maps."""
+    rows = b.op("Unsqueeze", rows, b.const([1, 3], np.int64))  # (ny, 1, th, 1)
+    cols = b.op("Unsqueeze", cols, b.const([0, 2], np.int64))  # (1, nx, 1, tw)
     shape = b.op("Concat", b.const([-1], np.int64), tile_hw, axis=0)
     return b.op("Reshape", b.op("Add", b.op("Mul", rows, width), cols), shape)
 
@@ -137,8 +181,8 @@ def _split(b: GraphBuilder, frame: Sym, channels: int, index: Sym, tile_hw: Sym,
     return b.op("Reshape", b.op("Transpose", g, perm=[0, 2, 1, 3, 4]), shape)
 
 
-def _blend(b: GraphBuilder, tiles: Sym, cond: Sym, tile_hw: Sym, overlap: int) -> Sym:
-    """(tiles_y * tiles_x, 3, th, tw) tile images -> the (1, H, W, 3) frame: weighted by the ``row_weights``
+def _blend(b: GraphBuilder, tiles: Sym, size: Sym, tile_hw: Sym, overlap: int) -> Sym:
+    """(tiles_y * tiles_x, 3, th, tw) tile images -> the (1, H, W, 3) frame of ``size``: weighted by the ``row_weights``
     and ``col_weights`` maps, laid at their stride along each axis with overlaps added
     (``edgeir.graphs.layout.blend``), the frame cut out. Done channels-last, so laying tiles across needs only
     a transpose of whole tile rows and laying them down none."""
@@ -149,7 +193,6 @@ def _blend(b: GraphBuilder, tiles: Sym, cond: Sym, tile_hw: Sym, overlap: int) -
              b.op("Unsqueeze", "col_weights", b.const([0, 2, 4], np.int64)))  # (1, nx, 1, tw, 1)
     across = _fold(b, b.op("Transpose", grid * w, perm=[0, 2, 1, 3, 4]), 2, overlap)  # (ny, th, Wp, 3)
     frame = b.op("Unsqueeze", _fold(b, across, 0, overlap), b.const([0], np.int64))  # (1, Hp, Wp, 3)
-    size = b.op("Shape", cond, start=1, end=3)  # (H, W): the condition is channels-last
     return b.op("Slice", frame, b.const([0, 0], np.int64), size, b.const([1, 2], np.int64))
 
 
@@ -176,9 +219,9 @@ def _fold(b: GraphBuilder, x: Sym, axis: int, overlap: int) -> Sym:
                 axis=axis)
 
 
-def _weights(b: GraphBuilder, nets: list[onnx.ModelProto]) -> list[dict[str, str]]:
-    """Each UNet graph's initializers, by name, as the composed graph names them: added once under a prefix,
-    an initializer another graph already holds with the same value reused (weights shared across steps)."""
+def _weights(b: GraphBuilder, nets: list[onnx.ModelProto], prefix: str = "unet") -> list[dict[str, str]]:
+    """Each graph's initializers, by name, as the composed graph names them: added once under ``prefix``, an
+    initializer another of ``nets`` already holds with the same value reused (weights shared across steps)."""
     held: dict[tuple[str, bytes], str] = {}
     names = []
     for k, net in enumerate(nets):
@@ -188,7 +231,8 @@ def _weights(b: GraphBuilder, nets: list[onnx.ModelProto]) -> list[dict[str, str
             if key not in held:
                 copy = onnx.TensorProto()
                 copy.CopyFrom(init)
-                copy.name = f"unet/{init.name}" if f"unet/{init.name}" not in b.initializers else f"unet{k}/{init.name}"
+                name = f"{prefix}/{init.name}"
+                copy.name = name if name not in b.initializers else f"{prefix}{k}/{init.name}"
                 b.initializers[copy.name] = copy
                 held[key] = copy.name
             mapping[init.name] = held[key]

@@ -52,6 +52,15 @@ def image_profile(batch: DimRange, size: DimRange) -> ShapeProfile:
     return {"batch": batch, "height": size, "width": size}
 
 
+def with_latent(profile: ShapeProfile, factor: int) -> ShapeProfile:
+    """``profile`` (in output pixels) with a latent restorer's latent sides, ``factor`` times smaller."""
+    if factor == 1:
+        return profile
+    sides = {k: DimRange(min=-(-r.min // factor), opt=-(-r.opt // factor), max=-(-r.max // factor))
+             for k, r in profile.items() if k in ("height", "width")}
+    return {**profile, **{f"latent_{k}": r for k, r in sides.items()}}
+
+
 def multiple_problems(profile: ShapeProfile, multiple_of: int) -> list[str]:
     """Spatial ranges the network cannot take (its inputs must be multiples of ``multiple_of``)."""
     return [f"profile {name} {r.min}:{r.opt}:{r.max} has sizes that are not multiples of {multiple_of}"
@@ -101,17 +110,28 @@ def input_shapes(model: onnx.ModelProto, profile: ShapeProfile) -> dict[str, tup
     return shapes  # type: ignore[return-value]
 
 
-def frame_profile(scale: int, tile: int, overlap: int, multiple_of: int, frame: DimRange) -> ShapeProfile:
+def frame_profile(scale: int, tile: int, overlap: int, multiple_of: int, frame: DimRange, factor: int = 1
+                  ) -> ShapeProfile:
     """The named dimensions of a restore graph (``edgeir.graphs.restore``) for output frames whose sides range
-    over ``frame``: input sides, output sides, tile counts and tile lengths, inpainting's hole count."""
+    over ``frame``: input sides, output sides, tile counts and tile lengths, inpainting's hole count; a latent
+    restorer's (``factor`` > 1) adds the latent's sides and its decoded tiles' lengths."""
     from edgeir.graphs.layout import span
 
     def side(f) -> DimRange:
         return DimRange(min=f(frame.min), opt=f(frame.opt), max=f(frame.max))
 
+    def latent(s: int) -> int:
+        return -(-s // factor)
+
     inputs = side(lambda s: -(-s // scale))
-    tiles, lengths = (side(lambda s, i=i: span(s, tile, overlap, multiple_of)[i]) for i in (0, 1))
+    tiles, lengths = (side(lambda s, i=i: span(latent(s), tile // factor, overlap // factor,
+                                               multiple_of // factor)[i]) for i in (0, 1))
     # Inpainting's holes: at least one (a frame without holes gets one that keeps its pixel), at most all.
     holes = DimRange(min=1, opt=max(1, frame.opt * frame.opt // 16), max=frame.max * frame.max)
-    return {"height": frame, "width": frame, "in_height": inputs, "in_width": inputs, "tiles_y": tiles,
-            "tiles_x": tiles, "tile_height": lengths, "tile_width": lengths, "holes": holes}
+    profile = {"height": frame, "width": frame, "in_height": inputs, "in_width": inputs, "tiles_y": tiles,
+               "tiles_x": tiles, "tile_height": lengths, "tile_width": lengths, "holes": holes}
+    if factor > 1:
+        pixels = DimRange(min=lengths.min * factor, opt=lengths.opt * factor, max=lengths.max * factor)
+        sides = side(latent)
+        profile.update(latent_height=sides, latent_width=sides, pixel_tile_height=pixels, pixel_tile_width=pixels)
+    return profile

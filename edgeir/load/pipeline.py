@@ -174,8 +174,8 @@ def _check_unet(folder: Path, config: RestorerConfig, unet: dict[str, Any]) -> N
 
 
 def require_pixel_space(config: RestorerConfig, source: object, command: str) -> None:
-    """Latent restorers load, sample and evaluate; the commands that compress and export a network do not
-    handle an autoencoder around it yet, and say so in one line rather than failing inside."""
+    """Latent restorers load, sample, evaluate and export; the command that compresses a network does not
+    handle an autoencoder around it yet, and says so in one line rather than failing inside."""
     if config.latent is not None:
         raise ConfigError(f"{source} is a latent restorer (autoencoder + UNet): edgeir {command} does not support "
-                          "latent restorers yet (edgeir eval does)")
+                          "latent restorers yet (edgeir eval and edgeir export do)")

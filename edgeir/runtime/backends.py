@@ -25,7 +25,7 @@ from edgeir.graphs.ort import open_session
 
 PREFERENCE = ("tensorrt", "ort-trt", "ort-cuda", "ort-cpu")
 BACKENDS = ("auto", *PREFERENCE)
-STATIC = frozenset({"noise", "rows", "cols", "row_weights", "col_weights"})  # fixed by a frame size and seed
+STATIC = frozenset({"noise", "rows", "cols", "row_weights", "col_weights", "pixel_rows", "pixel_cols"})  # fixed by a frame size and seed
 RESIDENT = 32  # static arrays kept on the device (a frame in bands has a set per band)
 _PROVIDERS = {"ort-cpu": "CPUExecutionProvider", "ort-cuda": "CUDAExecutionProvider",
               "ort-trt": "TensorrtExecutionProvider"}

@@ -11,6 +11,9 @@ indices and values.
 Frames over ``max_call_pixels`` are restored in horizontal bands, each with a tile's worth of context above and
 below and aligned to the tile grid: a band's kept rows come from the very tiles the whole frame would have used,
 fed the very same condition and noise, so bands join without a seam while memory stays bounded.
+
+A latent restorer's bundle runs the same way: its noise is latent-sized and its index maps are
+``edgeir.graphs.layout.latent_maps``; the tile grid (in output pixels) lies on the latent grid, so bands do too.
 """
 
 from __future__ import annotations
@@ -227,13 +230,16 @@ class Restorer:
             return self._plans[key]
         tile, overlap = variant.tile, variant.overlap
         assert tile is not None and overlap is not None
-        noise = np.random.default_rng(seed).standard_normal((1, variant.noise_channels, h, w), dtype=np.float32)
+        latent = self.manifest.latent.space if self.manifest.latent else None
+        noise = np.random.default_rng(seed).standard_normal(
+            (1, variant.noise_channels, *layout.sample_shape(h, w, latent)), dtype=np.float32)
+        f = latent.factor if latent else 1
         s = self.task.scale
         m = self.manifest.multiple_of
         bands = []
         for top, bottom, keep_top, keep_bottom in band_rows(h, w, tile, overlap, s, self.max_call_pixels):
-            static = {"noise": np.ascontiguousarray(noise[:, :, top:bottom]),
-                      **layout.maps(bottom - top, w, tile, overlap, m)}
+            static = {"noise": np.ascontiguousarray(noise[:, :, top // f: -(-bottom // f)]),
+                      **layout.tile_maps(bottom - top, w, tile, overlap, m, latent)}
             bands.append(Band(slice(top // s, bottom // s), slice(keep_top - top, keep_bottom - top),
                               slice(keep_top, keep_bottom), static))
         self._plans[key] = bands
