@@ -66,16 +66,19 @@ def main() -> None:
 @click.option("--size", type=click.IntRange(16, 4096), default=256, show_default=True,
               help="Centre-crop each image to at most SIZE x SIZE.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--degradation", help="How the images are degraded: clean, real (super-resolution only; "
+              "edgeir.tasks.degradations). Default: the one the model was trained for.")
 @click.option("--trust-pickle", is_flag=True, help="Allow loading a .pt/.pth state dict you made yourself.")
 @json_option
 @user_errors
-def eval_cmd(model, data, steps, sampler, size, seed, trust_pickle, as_json):
-    """Metrics of MODEL and of its task's naive baseline on held-out images."""
+def eval_cmd(model, data, steps, sampler, size, seed, degradation, trust_pickle, as_json):
+    """Metrics of MODEL and of its task's classical baselines on held-out images."""
     from edgeir.commands.evaluate import run_eval
 
-    result = run_eval(model, data, steps, sampler, size, seed, trust_pickle)
+    result = run_eval(model, data, steps, sampler, size, seed, trust_pickle, degradation)
     if as_json:
-        print_json({k: result[k] for k in ("model", "baseline")})
+        # "baseline" is the strongest classical restoration; "baselines" has it and the weaker ones by name
+        print_json({k: result[k] for k in ("model", "baseline", "baselines", "degradation")})
         return
     from edgeir.report.tables import metrics_table
 

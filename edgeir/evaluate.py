@@ -1,4 +1,4 @@
-"""Evaluate a restorer and its task's naive baseline on ground-truth images (degraded here, with a fixed seed
+"""Evaluate a restorer and its task's classical baselines on ground-truth images (degraded here, with a fixed seed
 per image so every model sees the same inputs)."""
 
 from __future__ import annotations
@@ -56,18 +56,23 @@ def _check_scorable(task: Task, cases: list[tuple[str, np.ndarray, Degraded]]) -
 
 def evaluate(restore, task: Task, cases: list[tuple[str, np.ndarray, Degraded]], baseline: bool = True,
              label: str = "eval") -> dict:
-    """``restore(degraded, index) -> image``. Returns per-image rows and means for the model and baseline."""
+    """``restore(degraded, index) -> image``. Returns per-image rows and means for the model and, with
+    ``baseline``, for the task's strongest classical restoration (``baseline``) and each of its named ones
+    (``baselines``, the strongest first)."""
     _check_scorable(task, cases)
-    rows, base_rows = [], []
+    methods = task.baselines() if baseline else {}
+    rows, base_rows = [], {name: [] for name in methods}
     with progress_bar(label, total=len(cases)) as advance:
         for i, (name, gt, d) in enumerate(cases):
             rows.append({"image": name, **measure(restore(d, i), gt, crop=task.scale)})
-            if baseline:
-                base_rows.append({"image": name, **measure(task.baseline(d), gt, crop=task.scale)})
+            for method, fn in methods.items():
+                base_rows[method].append({"image": name, **measure(fn(d), gt, crop=task.scale)})
             advance(1)
     strip = lambda rs: [{k: v for k, v in r.items() if k != "image"} for r in rs]
     result = {"model": mean_metrics(strip(rows)), "per_image": rows}
     if baseline:
-        result["baseline"] = mean_metrics(strip(base_rows))
-        result["baseline_per_image"] = base_rows
+        strongest = next(iter(methods))
+        result["baseline"] = mean_metrics(strip(base_rows[strongest]))
+        result["baseline_per_image"] = base_rows[strongest]
+        result["baselines"] = {method: mean_metrics(strip(rs)) for method, rs in base_rows.items()}
     return result

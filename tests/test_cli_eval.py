@@ -30,6 +30,22 @@ def test_eval_json_has_model_and_baseline_means():
         assert all(np.isfinite(v) for v in data[side].values())
 
 
+def test_eval_under_another_degradation_names_every_baseline():
+    res = run("eval", "--model", "sr4x", "--steps", "1", "--size", "64", "--degradation", "real", "--json")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["degradation"] == "real" and list(data["baselines"]) == ["bicubic + NL-means", "bicubic"]
+    assert data["baseline"] == data["baselines"]["bicubic + NL-means"]
+    clean = json.loads(run("eval", "--model", "sr4x", "--steps", "1", "--size", "64", "--json").stdout)
+    assert clean["degradation"] == "clean" and clean["model"]["psnr"] > data["model"]["psnr"]
+
+
+def test_deblur_baseline_is_deconvolution_with_the_known_kernel():
+    data = json.loads(run("eval", "--model", "deblur", "--steps", "1", "--size", "64", "--json").stdout)
+    assert list(data["baselines"]) == ["Wiener, known kernel", "blurred input"]
+    assert data["baseline"]["psnr"] > data["baselines"]["blurred input"]["psnr"]
+
+
 def save(path, arr, mode=None):
     Image.fromarray(arr, mode).save(path)
     return path
@@ -51,11 +67,23 @@ def test_eval_on_a_folder_handles_gray_and_rgba(tmp_path, photo):
     assert json.loads(res.stdout)["model"]["psnr"] > 15
 
 
+def test_eval_on_a_folder_under_the_real_degradation(tmp_path, photo):
+    save(tmp_path / "rgb.png", photo)
+    res = run("eval", "--model", "sr4x", "--data", str(tmp_path), "--steps", "1", "--degradation", "real")
+    assert res.exit_code == 0, res.output
+    assert "real degradation" in res.stdout and "bicubic + NL-means" in res.stdout
+
+
 def one_line_error(res, fragment):
     assert res.exit_code == 2, res.output
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], res.stderr
     assert "Traceback" not in res.output
+
+
+def test_unknown_or_inapplicable_degradation():
+    one_line_error(run("eval", "--model", "sr4x", "--degradation", "nope", "--json"), "no degradation 'nope'")
+    one_line_error(run("eval", "--model", "deblur", "--degradation", "real"), "deblur task has no degradation")
 
 
 def test_unknown_model(tmp_path):

@@ -33,8 +33,9 @@ def test_deblur_shapes_ranges_and_blur(kernel, gt, rng):
     task = DeblurTask(kernel=kernel)
     d = task.degrade(gt, rng)
     assert d.image.shape == gt.shape and 0 <= d.image.min() and d.image.max() <= 1
-    np.testing.assert_allclose(task.baseline(d), d.image, atol=1e-6)
+    np.testing.assert_allclose(task.baselines()["blurred input"](d), d.image, atol=1e-6)
     assert np.abs(d.image - gt).mean() > 0.002  # it really blurred
+    assert task.baseline(d).shape == gt.shape and d.kernel is not None  # the deconvolution knows the kernel
 
 
 def test_blur_kernels_are_normalised():
