@@ -226,7 +226,6 @@ def _engines(manifest: Manifest, ship: _Shipment, graphs: tuple[str, ...], preci
     TensorRT would refuse fails with one clear line instead of a parser log."""
     variants, records = [], []
     factor = manifest.latent.space.factor if manifest.latent else 1
-    profile = with_latent(profile, factor)
     for v in manifest.variants:
         if v.format != "onnx" or v.kind not in graphs:
             continue
@@ -276,12 +275,12 @@ def export_bundle(model: str, out: Path, format: Format = "onnx", precision: Pre
         else:
             manifest = _from_model(model, ship, graphs, precision, opset, profile, frames, steps,
                                    tile or profile["height"].opt, overlap, keep_io_fp32, trust_pickle)
+        profile = with_latent(profile, manifest.latent.space.factor if manifest.latent else 1)
         records: list[dict] = []
         if format == "trt":
             trt_variants, records = _engines(manifest, ship, graphs, precision, profile, frames, workspace_mb,
                                              timing_cache)
             manifest = manifest.model_copy(update={"variants": trt_variants + list(manifest.variants)})
-        profile = with_latent(profile, manifest.latent.space.factor if manifest.latent else 1)
         made = {k: manifest.producer[k] for k in ("edgeir", "command", "source") if k in manifest.producer}
         producer = {**manifest.producer, "edgeir": __version__, "command": command, "source": str(model),
                     "checks": ship.summaries, "tensorrt_profile": {k: r.model_dump() for k, r in profile.items()}}
