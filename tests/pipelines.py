@@ -8,7 +8,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
+
+from edgeir.diffusion.steps import noise_channels
+from edgeir.tasks import Degraded
 
 SCHEDULERS = {"ddim": "DDIMScheduler", "ddpm": "DDPMScheduler"}
 
@@ -112,3 +116,18 @@ def _ldm_pipeline_class():
     )
 
     return LDMSuperResolutionPipeline
+
+
+def one_tile_frame(restorer) -> np.ndarray:
+    """Input pixels whose output (sides multiples of the network's, within a 32 px tile) is one tile."""
+    cfg = restorer.config
+    h, w = 32 // cfg.task.scale, 24 // cfg.task.scale
+    return np.random.default_rng(3).random((h, w, 3)).astype(np.float32)
+
+
+def runtime_noise(restorer, image: np.ndarray, steps: int, seed: int = 0) -> np.ndarray:
+    """The noise the runtime draws for ``image``'s frame when sampling ``steps`` steps: latent-sized, the
+    latent's channels."""
+    _, lh, lw = restorer.sample_size(*restorer.condition(Degraded(image)).shape[:2])
+    k = noise_channels(restorer.steps(steps), restorer.config.sample_channels)
+    return np.random.default_rng(seed).standard_normal((1, k, lh, lw), dtype=np.float32)

@@ -58,26 +58,12 @@ def test_the_bundle_declares_its_latent_space_and_carries_the_autoencoder(export
         assert max(checks[name]["max_abs_diff"].values()) <= 1e-4
 
 
-def one_tile_frame(restorer) -> np.ndarray:
-    """Input pixels whose output (sides multiples of the network's, within a 32 px tile) is one tile."""
-    cfg = restorer.config
-    h, w = 32 // cfg.task.scale, 24 // cfg.task.scale
-    return np.random.default_rng(3).random((h, w, 3)).astype(np.float32)
-
-
-def runtime_noise(restorer, image: np.ndarray, seed: int = 0) -> np.ndarray:
-    """The noise the runtime draws for ``image``'s frame: latent-sized, the latent's channels."""
-    _, lh, lw = restorer.sample_size(*restorer.condition(Degraded(image)).shape[:2])
-    k = noise_channels(restorer.steps(STEPS), restorer.config.sample_channels)
-    return np.random.default_rng(seed).standard_normal((1, k, lh, lw), dtype=np.float32)
-
-
 def test_the_runtime_restores_what_torch_and_diffusers_do_on_one_tile(exported):
     folder, bundle = exported
     restorer = load_restorer(folder).eval()
-    image = one_tile_frame(restorer)
+    image = pipelines.one_tile_frame(restorer)
     out = Restorer.load(bundle, variant="restore-fp32-float").restore_picture(Picture(image, None, 8, False)).rgb
-    noise = runtime_noise(restorer, image)
+    noise = pipelines.runtime_noise(restorer, image, STEPS)
     cond = torch.from_numpy(restorer.condition(Degraded(image))).permute(2, 0, 1)[None]
     with torch.no_grad():
         expected = restorer.restore_tensor(cond, torch.from_numpy(noise), restorer.steps(STEPS))[0]

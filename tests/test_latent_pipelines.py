@@ -4,7 +4,6 @@ image out, to 1e-4), saved in edgeir's format and loaded back, and refused in on
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,13 +163,3 @@ def test_a_sidecar_condition_the_task_cannot_take_is_one_line(kl, tmp_path):
     folder = broken(tmp_path, kl, lambda f: edit_json(f / "edgeir.json", condition="lowres"))
     with pytest.raises(CheckpointError, match="low-resolution image needs super-resolution"):
         load_restorer(folder)
-
-
-def test_compressing_a_latent_restorer_is_refused_in_one_line(ldm, tmp_path):
-    recipe = Path(__file__).parent.parent / "recipes" / "sr4x-quick.yaml"
-    res = CliRunner().invoke(main, ["compress", str(ldm), "--recipe", str(recipe), "-o", str(tmp_path / "out")])
-    assert res.exit_code == 2
-    line = (f"error: {ldm} is a latent restorer (autoencoder + UNet): edgeir compress does not support latent "
-            "restorers yet (edgeir eval and edgeir export do)")
-    assert res.output.strip().splitlines() == [line]
-    assert not (tmp_path / "out").exists()

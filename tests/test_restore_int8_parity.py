@@ -29,15 +29,20 @@ def shipped():
     return b, unet
 
 
-def test_the_float_twin_keeps_weights_and_drops_activation_quantizers(shipped):
+def test_the_float_twin_dequantizes_weights_and_drops_activation_quantizers(shipped):
     b, unet = shipped
     model = onnx.load_from_string(b.read(unet.graph))
     twin = float_twin(model)
-    weights = set(constants(model.graph))
-    # every Q/DQ left dequantizes a constant (a weight); every activation pair is gone
-    left = [n for n in twin.graph.node if n.op_type in QDQ]
-    assert left and all(n.op_type == "DequantizeLinear" and n.input[0] in weights for n in left)
+    weights = constants(model.graph)
     assert sum(n.op_type == "QuantizeLinear" for n in model.graph.node) > 0
+    assert not [n for n in twin.graph.node if n.op_type in QDQ]
+    # each INT8 weight is now the float constant its DequantizeLinear made, under the same name
+    folded = constants(twin.graph)
+    dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in weights]
+    assert dq and all(folded[n.output[0]].dtype == np.float32 for n in dq)
+    n = next(n for n in dq if weights[n.input[1]].size > 1)
+    scale = weights[n.input[1]].reshape(-1, *[1] * (weights[n.input[0]].ndim - 1))
+    np.testing.assert_array_equal(folded[n.output[0]], weights[n.input[0]].astype(np.float32) * scale)
     onnx.checker.check_model(twin, full_check=True)
     # the same network: close to the INT8 graph, not equal to it
     rng = np.random.default_rng(0)

@@ -47,7 +47,7 @@ def run_quickstart(out: str | Path, recipe: str | Path = RECIPE, device: str = "
 
     say("3/5 export")
     if not (bundle / "manifest.json").exists():
-        precision = "int8" if report["stages"][-1]["kind"] == "quantize" else "fp32"
+        precision = "int8" if any(s["kind"] == "quantize" for s in report["stages"]) else "fp32"
         export_bundle(str(final), bundle, precision=precision, size="64:256:512",
                       command=f"edgeir export {final} -o {bundle} --precision {precision}")
 

@@ -22,8 +22,9 @@ Sample = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (x_t, t, condition),
 
 def calibration_conditions(restorer: RestorerModel, images: Sequence[np.ndarray], count: int, crop: int,
                            seed: int = 0) -> torch.Tensor:
-    """``count`` conditions (count, C, S, S) from random S x S crops of ``images``, degraded by the task; S is
-    ``crop`` or the smallest image side, rounded down to the network's size multiple."""
+    """``count`` conditions (count, C, s, s) of random S x S crops of ``images``, degraded by the task; S is
+    ``crop`` or the smallest image side, rounded down to the network's size multiple (s: S, or a low-resolution
+    condition's side)."""
     task = restorer.task
     multiple = max(restorer.config.multiple_of, task.scale)
     size = min(crop, *(min(img.shape[:2]) for img in images)) // multiple * multiple
@@ -35,7 +36,7 @@ def calibration_conditions(restorer: RestorerModel, images: Sequence[np.ndarray]
         img = images[i % len(images)]
         y, x = (int(rng.integers(0, s - size + 1)) for s in img.shape[:2])
         gt = img[y : y + size, x : x + size]
-        conds.append(task.condition(task.degrade(gt, rng)))
+        conds.append(restorer.condition(task.degrade(gt, rng)))
     return torch.from_numpy(np.stack(conds)).permute(0, 3, 1, 2).contiguous()
 
 
@@ -51,7 +52,7 @@ def record_sampler_inputs(restorer: RestorerModel, conds: torch.Tensor, seed: in
 
     device = next(restorer.parameters()).device
     g = torch.Generator().manual_seed(seed)
-    noise = torch.randn((conds.shape[0], 3) + tuple(conds.shape[-2:]), generator=g)
+    noise = torch.randn((conds.shape[0], *restorer.sample_size(*conds.shape[-2:])), generator=g)
     handle = restorer.denoiser.register_forward_pre_hook(record)
     try:
         restorer.restore_tensor(conds.to(device), noise.to(device), generator=g)

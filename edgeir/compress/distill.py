@@ -71,6 +71,9 @@ class DistillSettings(CropSized):
     # the student is left imprecise on smooth ones; "psnr" averages each crop's log MSE, i.e. maximises the
     # mean per-image PSNR the gates report, weighting every crop alike.
     loss: Literal["mse", "psnr"] = "mse"
+    # direct, latent restorers: what the loss compares, the student's and the teacher's final latents
+    # ("sample") or the images the (frozen) decoder makes of them ("image"; its gradients pass through it).
+    match: Literal["sample", "image"] = "sample"
     ema: float = Field(0.99, ge=0, lt=1)
     save_every: int = Field(50, ge=1)  # checkpoint interval, in iterations
 
@@ -84,6 +87,8 @@ class DistillSettings(CropSized):
                                  f"steps ({self.steps}) times a power of two")
         if self.method == "direct" and n is not None and n <= self.steps:
             raise ValueError(f"teacher_steps ({n}) must exceed steps ({self.steps})")
+        if self.method == "progressive" and self.match == "image":
+            raise ValueError("match: image applies to direct distillation, whose targets are whole samples")
         return self
 
 
@@ -94,6 +99,9 @@ def run(settings: DistillSettings, ctx: StageContext) -> StageOutput:
     for size in settings.sizes:
         if size % m or size % cfg.task.scale:
             raise ConfigError(f"distill.patch: {size} is not a multiple of the model's {m}")
+    if settings.match == "image" and cfg.latent is None:
+        raise ConfigError("distill.match: image compares decoded latents, and this restorer samples in pixel "
+                          "space (its samples are images already: use sample)")
     if settings.batch % ddp.world_size():
         raise ConfigError(f"distill.batch: {settings.batch} does not split over {ddp.world_size()} processes")
     images = [im for im in ctx.train_images if min(im.shape[:2]) >= max(settings.sizes)]
@@ -160,7 +168,12 @@ def _direct(s: DistillSettings, ctx: StageContext, images: list[np.ndarray]) -> 
     def loss(view: RestorerModel, it: int) -> torch.Tensor:
         idx = ddp.shard(torch.from_numpy(_rng(ctx, 1, it).integers(0, s.pairs, s.batch)))
         c, z, y = (a[idx].to(ctx.device) for a in pairs[it % len(pairs)])
-        return _loss(view.sample(c, z, steps), y, weight(c), s)
+        pred = view.sample(c, z, steps)
+        if s.match == "image":
+            with torch.no_grad():
+                y = view.codec.decode(y)
+            pred = view.codec.decode(pred)
+        return _loss(pred, y, weight(c), s)
 
     state = ctx.work_dir / f"direct-{s.steps}-{_key(s, ctx.student, images)}.state"
     student = _fit(student, loss, s, ctx, state, f"distill direct -> {s.steps}")
@@ -189,7 +202,7 @@ def _teacher_pairs(teacher: RestorerModel, n_steps: int, s: DistillSettings, siz
             for i in mine[k : k + chunk]:
                 rng = _rng(ctx, 0, i)  # crop i of every size is drawn around the same place
                 c.append(make_pair(random_crop(images, size, rng), teacher.config, rng)[1])
-                z.append(rng.standard_normal((3, size, size), dtype=np.float32))
+                z.append(rng.standard_normal(teacher.sample_size(*c[-1].shape[:2]), dtype=np.float32))
             c_t = torch.from_numpy(np.stack(c)).permute(0, 3, 1, 2).to(ctx.device)
             z_t = torch.from_numpy(np.stack(z)).to(ctx.device)
             with torch.no_grad():
@@ -256,7 +269,8 @@ def _round(teacher: RestorerModel, teacher_ts: list[int], student: RestorerModel
         rng = _rng(ctx, 2, n_round, it)
         size = s.sizes[it % len(s.sizes)]
         pairs = [make_pair(random_crop(images, size, rng), student.config, rng) for _ in range(s.batch)]
-        x0, cond = (torch.from_numpy(np.stack(p)).permute(0, 3, 1, 2) for p in zip(*pairs))
+        batch = (torch.from_numpy(np.stack(p)).permute(0, 3, 1, 2) for p in zip(*pairs))
+        x0, cond = student.training_batch(*batch)
         eps = torch.from_numpy(rng.standard_normal(x0.shape, dtype=np.float32))
         x0, cond, eps = (ddp.shard(a).to(ctx.device) for a in (x0, cond, eps))
         i = int(rng.integers(n_round))
@@ -300,7 +314,7 @@ def _fit(student: RestorerModel, loss: Callable[[RestorerModel, int], torch.Tens
     """``edgeir.train.loop.fit``; ``loss(view, iteration)`` runs the student through ``view`` (the same
     weights, wrapped for DDP). Returns the weights' moving average."""
     model = student.to(ctx.device).train()
-    view = RestorerModel(model.config, net=ddp.wrap(model.denoiser.net))
+    view = RestorerModel(model.config, net=ddp.wrap(model.denoiser.net), codec=model.codec)
     schedule = Schedule(s.iterations, s.lr, warmup=max(1, min(100, s.iterations // 10)), ema=s.ema,
                         save_every=s.save_every)
     return fit(model, lambda it: loss(view, it), schedule, state_path, _progress(ctx), label).ema

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from edgeir.compress.cost import macs, params
+from edgeir.compress.cost import codec_costs, macs, params
 from edgeir.evaluate import evaluate
 from edgeir.metrics import psnr_y
 from edgeir.models.restorer import RestorerModel
@@ -84,8 +84,10 @@ def measure_model(restorer: RestorerModel, cases: Cases, seed: int, reference: l
                   label: str = "eval") -> tuple[dict, list[np.ndarray]]:
     """Metrics of ``restorer`` (its default sampler) on ``cases``, image ``i`` restored from noise seed
     ``seed + i``, and its outputs. ``reference`` (the teacher's outputs for the same seeds) adds
-    ``psnr_vs_teacher``. Costs are parameters and MACs; latency is timed apart (``edgeir.compress.latency``),
-    all models together, since timing each as it is evaluated compares machine loads as much as models."""
+    ``psnr_vs_teacher``. Costs are parameters and MACs (the UNet's, per step and per restoration; a latent
+    restorer's autoencoder parts' apart, ``edgeir.compress.cost.codec_costs``); latency is timed apart
+    (``edgeir.compress.latency``), all models together, since timing each as it is evaluated compares machine
+    loads as much as models."""
     task = restorer.config.task
     outputs: list[np.ndarray] = []
 
@@ -103,5 +105,5 @@ def measure_model(restorer: RestorerModel, cases: Cases, seed: int, reference: l
     steps = len(restorer.steps())
     per_eval = macs(restorer, h, w)
     metrics.update(steps=steps, params=params(restorer), macs_per_step=per_eval, macs=per_eval * steps,
-                   eval_size=[h, w])
+                   eval_size=[h, w], **codec_costs(restorer, h, w))
     return metrics, outputs

@@ -37,7 +37,8 @@ def taylor_gradients(restorer: RestorerModel, pairs: Iterable[tuple[torch.Tensor
     device = next(restorer.parameters()).device
     g = torch.Generator().manual_seed(seed)
     restorer.zero_grad(set_to_none=True)
-    for target, cond in pairs:
+    for batch in pairs:
+        target, cond = restorer.training_batch(*batch)
         for step in cfg.timesteps():
             t = torch.full((target.shape[0],), step, dtype=torch.long)
             x_t, noise, a, s = diffuse(ab, target, t, g)

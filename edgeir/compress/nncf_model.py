@@ -168,6 +168,6 @@ def export_int8(net: nn.Module, like: RestorerModel, path: str | Path) -> Path:
     path = Path(path)
     set_qdq_export(net)
     with atomic_path(path) as tmp:
-        export_unet(RestorerModel(like.config, net=net), tmp)
+        export_unet(RestorerModel(like.config, net=net, codec=like.codec), tmp)
         onnx.save(fold_weights(onnx.load(str(tmp))), str(tmp))
     return path

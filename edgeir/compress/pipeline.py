@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgeir.compress import distill, prune, quantize
+from edgeir.compress import decoder, distill, prune, quantize
 from edgeir.compress.gates import Cases, judge, measure_model
 from edgeir.compress.latency import backend, onnxruntime_restore_latency_ms
 from edgeir.compress.recipe import Recipe
@@ -42,13 +42,12 @@ from edgeir.errors import ConfigError, ImageError, QualityGateError
 from edgeir.evaluate import degrade_set, ground_truth
 from edgeir.files import atomic_dir, replace_dir, write_atomic
 from edgeir.load import load_restorer, save_restorer
-from edgeir.load.pipeline import require_pixel_space
 from edgeir.models.restorer import RestorerModel
 from edgeir.progress import console, progress_bar
 from edgeir.train import ddp
 
 FORMAT = "edgeir.compress-report/1"
-STAGES = {"distill": distill, "prune": prune, "quantize": quantize}
+STAGES = {"distill": distill, "prune": prune, "quantize": quantize, "decoder": decoder}
 DEPLOYABLE = (".safetensors", ".onnx", ".engine", ".plan")
 SHARED = "shared"  # the folder in OUT/work that every stage may reuse files from
 
@@ -60,7 +59,6 @@ def compress(recipe: Recipe, out: str | Path, model: str | Path | None = None, r
     out = Path(out)
     device = ddp.init(device)
     teacher = load_restorer(model or recipe.teacher, trust_pickle=trust_pickle, device=device)
-    require_pixel_space(teacher.config, model or recipe.teacher, "compress")
     if teacher.config.task.name != recipe.task:
         raise ConfigError(f"task: the recipe is for {recipe.task} but {model or recipe.teacher} is a "
                           f"{teacher.config.task.name} model")

@@ -239,11 +239,8 @@ def prune_network(net: nn.Module, example_inputs: tuple, ratio: float, layer_rat
 
 
 def _example_inputs(restorer: RestorerModel, batch: int = 1) -> tuple[torch.Tensor, ...]:
-    cfg = restorer.config
-    size = 2 * cfg.multiple_of
-    g = torch.Generator().manual_seed(0)
-    return (torch.randn(batch, 3, size, size, generator=g), torch.linspace(900.0, 20.0, batch),
-            torch.randn(batch, cfg.task.cond_channels, size, size, generator=g))
+    size = 2 * restorer.config.multiple_of
+    return tuple(v.cpu() for v in restorer.network_inputs(size, size, batch, torch.Generator().manual_seed(0)))
 
 
 def _torch_net(restorer: RestorerModel) -> EdgeUNet | DiffusersUNet:
@@ -271,7 +268,7 @@ def prune_restorer(restorer: RestorerModel, settings: PruneSettings,
     """A pruned copy of ``restorer``, rebuilt from its new config alone; Taylor importance needs ``pairs``
     (clean target, condition batches)."""
     net = copy.deepcopy(_torch_net(restorer))
-    work = RestorerModel(restorer.config, net=net).eval()
+    work = RestorerModel(restorer.config, net=net, codec=restorer.codec).eval()
     if settings.importance == "taylor":
         if not pairs:
             raise ConfigError("prune: Taylor importance needs training images")
@@ -285,7 +282,7 @@ def prune_restorer(restorer: RestorerModel, settings: PruneSettings,
     net.zero_grad(set_to_none=True)
 
     config = restorer.config.model_copy(update={"network": _pruned_spec(restorer.config.torch_network, net)})
-    out = RestorerModel(config).eval()
+    out = RestorerModel(config, codec=restorer.codec).eval()
     out.denoiser.net.load_state_dict(net.state_dict())
     probe = _example_inputs(restorer, batch=2)
     with torch.no_grad():

@@ -34,7 +34,7 @@ from edgeir.compress.stage import StageContext, StageOutput
 from edgeir.errors import ConfigError, QualityGateError
 from edgeir.files import write_atomic
 from edgeir.graphs.readiness import check_tensorrt
-from edgeir.graphs.shapes import DimRange, image_profile
+from edgeir.graphs.shapes import DimRange, image_profile, with_latent
 from edgeir.models.onnx_net import OnnxNet
 from edgeir.models.restorer import RestorerModel
 from edgeir.progress import progress_bar
@@ -88,12 +88,13 @@ def run(settings: QuantizeSettings, ctx: StageContext) -> StageOutput:
                                  settings.activation_range)
 
     path = export_int8(quantized, student, ctx.work_dir / ARTIFACT)
-    size = samples[0][0].shape[-1]
-    profile = image_profile(DimRange(min=1, opt=1, max=1), DimRange(min=size, opt=size, max=size))
+    size = samples[0][0].shape[-1] * student.sample_scale  # in output pixels
+    profile = with_latent(image_profile(DimRange(min=1, opt=1, max=1), DimRange(min=size, opt=size, max=size)),
+                          student.sample_scale)
     problems = check_tensorrt(path, profile, student.config.multiple_of)
     config = student.config.model_copy(update={"provenance": {**student.config.provenance, "quantized": {
         "by": "edgeir.compress.quantize (NNCF post-training INT8)", "graph": ARTIFACT, "keep_fp": kept}}})
-    model = RestorerModel(config, net=OnnxNet(path)).eval()
+    model = RestorerModel(config, net=OnnxNet(path), codec=student.codec).eval()
 
     fp32_metrics, _ = quantize_gate.restore_all(student, ctx.eval_cases, ctx.seed, "gate: FP32 student")
     gate = quantize_gate.check(student, model, ctx.eval_cases, ctx.seed, settings.max_psnr_drop,
@@ -118,7 +119,7 @@ def _sensitivity_report(settings: QuantizeSettings, ctx: StageContext, student: 
     probe = [tuple(x.to(device) for x in s) for s in samples[: max(4, len(student.steps()))]]
     with progress_bar("quantize: layer sensitivity", total=len(units)) as advance:
         ranking = layer_sensitivity(quantized, student.denoiser.net, units, probe, advance)
-    simulated = RestorerModel(student.config, net=quantized).eval()
+    simulated = RestorerModel(student.config, net=quantized, codec=student.codec).eval()
 
     def passes() -> bool:
         return quantize_gate.check(student, simulated, ctx.eval_cases, ctx.seed, settings.max_psnr_drop,

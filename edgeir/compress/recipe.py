@@ -25,6 +25,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from edgeir.compress.decoder import DecoderSettings
 from edgeir.compress.distill import DistillSettings
 from edgeir.compress.gates import Gates
 from edgeir.compress.prune import PruneSettings
@@ -71,7 +72,11 @@ class QuantizeStage(QuantizeSettings, _Gated):
     pass
 
 
-Stage = Annotated[DistillStage | PruneStage | QuantizeStage, Field(discriminator="kind")]
+class DecoderStage(DecoderSettings, _Gated):
+    pass
+
+
+Stage = Annotated[DistillStage | PruneStage | QuantizeStage | DecoderStage, Field(discriminator="kind")]
 
 
 class Recipe(_Strict):

@@ -85,7 +85,7 @@ def recover(student: nn.Module, teacher: RestorerModel, pairs: Iterable[tuple[to
     batches = iter(pairs)
 
     def loss(step: int) -> torch.Tensor:
-        target, cond = next(batches)
+        target, cond = teacher.training_batch(*next(batches))
         t = visited[torch.randint(len(visited), (target.shape[0],), generator=g)]
         x_t, _, _, _ = diffuse(ab, target, t, g)
         x_t, cond, t = (ddp.shard(v) for v in (x_t, cond, t))

@@ -46,9 +46,7 @@ def export_codec(restorer: RestorerModel, out_dir: str | Path, opset: int = 17, 
     paths = {}
     real = real_inputs(restorer)
     for name, (module, io, shapes) in codec_parts(restorer).items():
-        example = torch.randn(shapes[0], device=next(restorer.parameters()).device)
-        path = onnx_export(module.eval(), (example,), out_dir / f"{name}.onnx", io[:1], io[1], opset,
-                           {"latent": LATENT_SIDES})
+        path = export_part(module, io, shapes[0], out_dir / f"{name}.onnx", opset)
         model = onnx.load(str(path))
         paths[name] = CodecGraph(path, {
             "kind": name, "file": path.name, "precision": "fp32",
@@ -56,6 +54,12 @@ def export_codec(restorer: RestorerModel, out_dir: str | Path, opset: int = 17, 
             "gate": TOLERANCE, "nodes": len(model.graph.node), "bytes": path.stat().st_size,
             "tensorrt_problems": check_tensorrt(model, profile)})
     return paths
+
+
+def export_part(module: nn.Module, io: tuple[str, str], shape: Shape, path: Path, opset: int = 17) -> Path:
+    """One codec part as a graph at ``path``, unchecked, traced on a random input of ``shape``."""
+    example = torch.randn(shape, device=next(module.parameters()).device)
+    return onnx_export(module.eval(), (example,), path, io[:1], io[1], opset, {"latent": LATENT_SIDES})
 
 
 def codec_parts(restorer: RestorerModel) -> dict[str, tuple[nn.Module, tuple[str, str], list[Shape]]]:

@@ -36,10 +36,13 @@ def drop_unused(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def float_twin(model: onnx.ModelProto) -> onnx.ModelProto:
-    """``model`` with its activation Q/DQ pairs taken out (weights keep theirs, dequantized as before): the same
-    network in float, whose outputs move smoothly with its inputs. INT8 outputs do not: an input a few ulps off
-    moves an activation across a rounding boundary now and then, and a step of one activation spreads through
-    the layers after it, so two exact compositions of one INT8 graph can differ by several uint8 levels."""
+    """``model`` with its activation Q/DQ pairs taken out and its INT8 weights dequantized into float constants
+    (the values its DequantizeLinear nodes compute): the same network in float, whose outputs move smoothly with
+    its inputs. INT8 outputs do not: an input a few ulps off moves an activation across a rounding boundary now
+    and then, and a step of one activation spreads through the layers after it, so two exact compositions of one
+    INT8 graph can differ by several uint8 levels. The weights are folded because onnxruntime leaves a
+    DequantizeLinear of a weight unfolded and may fuse it with its layer: two compositions of a graph with
+    them then differ by up to 1e-3 on unit-scale outputs, where float weights agree to a few ulps."""
     twin = onnx.ModelProto()
     twin.CopyFrom(model)
     graph = twin.graph
@@ -55,7 +58,23 @@ def float_twin(model: onnx.ModelProto) -> onnx.ModelProto:
     read = {i for n in graph.node for i in n.input}
     for node in [n for n in graph.node if n.op_type == "QuantizeLinear" and n.output[0] not in read]:
         graph.node.remove(node)
+    values = constants(graph)
+    for node in [n for n in graph.node if n.op_type == "DequantizeLinear" and all(i in values for i in n.input)]:
+        graph.initializer.append(numpy_helper.from_array(_dequantize(node, values), node.output[0]))
+        graph.node.remove(node)
     return drop_unused(twin)
+
+
+def _dequantize(node: onnx.NodeProto, values: dict[str, np.ndarray]) -> np.ndarray:
+    """ONNX DequantizeLinear of constants, in float32 as its kernels compute it."""
+    x, scale, *zp = (values[i] for i in node.input)
+    zero = zp[0] if zp else np.zeros((), x.dtype)
+    if scale.ndim == 1 and scale.size > 1:
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        shape = [1] * x.ndim
+        shape[axis] = -1
+        scale, zero = scale.reshape(shape), zero.reshape(shape)
+    return ((x.astype(np.int32) - zero.astype(np.int32)).astype(np.float32) * scale.astype(np.float32))
 
 
 def activation_quantizers(model: onnx.ModelProto) -> list[onnx.NodeProto]:

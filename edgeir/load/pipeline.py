@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from edgeir.configfile import read_json
 from edgeir.diffusion.scheduler import from_diffusers
-from edgeir.errors import CheckpointError, ConfigError, validation_message
+from edgeir.errors import CheckpointError, validation_message
 from edgeir.models.config import AutoencoderSpec, RestorerConfig, SamplerConfig
 
 INDEX = "model_index.json"
@@ -170,12 +170,3 @@ def _check_unet(folder: Path, config: RestorerConfig, unet: dict[str, Any]) -> N
                               f"{config.sample_channels} (a learned variance is not supported)")
     if unet.get("class_embed_type") is not None or unet.get("num_class_embeds") is not None:
         raise CheckpointError(f"{folder}: a class-conditioned UNet2DModel is not supported")
-
-
-
-def require_pixel_space(config: RestorerConfig, source: object, command: str) -> None:
-    """Latent restorers load, sample, evaluate and export; the command that compresses a network does not
-    handle an autoencoder around it yet, and says so in one line rather than failing inside."""
-    if config.latent is not None:
-        raise ConfigError(f"{source} is a latent restorer (autoencoder + UNet): edgeir {command} does not support "
-                          "latent restorers yet (edgeir eval and edgeir export do)")

@@ -14,7 +14,7 @@ from edgeir.diffusion.schedules import ScheduleConfig
 from edgeir.diffusion.steps import Target
 from edgeir.models.tiny_decoder import TinyDecoderConfig
 from edgeir.models.unet import UNetConfig
-from edgeir.tasks import TaskConfig
+from edgeir.tasks import Degraded, TaskConfig
 
 FORMAT = "edgeir.restorer/1"
 # Deeper JSON than any real config needs; pydantic cannot write a config nested past ~250 levels back out.
@@ -159,6 +159,12 @@ class RestorerConfig(_Strict):
     @property
     def latent(self) -> LatentSpace | None:
         return self.autoencoder.space if self.autoencoder else None
+
+    def condition(self, degraded: Degraded):
+        """HxWxC float32 in [-1, 1], what the restorer is conditioned on before any encoder: the task's
+        condition at output resolution, or a latent restorer's (``LatentSpace.condition_input``)."""
+        latent = self.latent
+        return latent.condition_input(self.task, degraded) if latent else self.task.condition(degraded)
 
     @property
     def torch_network(self) -> EdgeUNetSpec | DiffusersUNetSpec | ExternalNetSpec:

@@ -87,8 +87,7 @@ class RestorerModel(nn.Module):
 
     def condition(self, degraded: Degraded) -> np.ndarray:
         """HxWxC float32 in [-1, 1]: what ``sample``, ``restore_tensor`` and training batches take."""
-        latent = self.config.latent
-        return latent.condition_input(self.task, degraded) if latent else self.task.condition(degraded)
+        return self.config.condition(degraded)
 
     @property
     def cond_scale(self) -> int:
@@ -114,6 +113,29 @@ class RestorerModel(nn.Module):
             return cond
         with torch.no_grad():
             return self.codec.encode(cond[:, :3])
+
+    def training_batch(self, target: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch of ``edgeir.train.data.make_pair``'s (clean target, condition) in the network's own spaces,
+        on the device it came on: a latent restorer's clean sample is its target image's latent."""
+        if self.codec is None:
+            return target, cond
+        device = next(self.codec.parameters()).device
+        with torch.no_grad():
+            x0 = self.codec.encode(target.to(device))
+            c = self.unet_condition(cond.to(device))
+        return x0.to(target.device), c.to(cond.device)
+
+    def network_inputs(self, height: int, width: int, batch: int = 1, generator: torch.Generator | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Random ``(x_t, t, condition)`` for one network evaluation at output size ``height`` x ``width``, in
+        the network's own spaces, on its device: what its MACs are counted, its latency timed and its
+        dependency graph traced on."""
+        cfg = self.config
+        h, w = height // self.sample_scale, width // self.sample_scale
+        x = torch.randn(batch, cfg.sample_channels, h, w, generator=generator)
+        cond = torch.randn(batch, cfg.unet_cond_channels, h, w, generator=generator)
+        device = next(self.parameters()).device
+        return x.to(device), torch.linspace(900.0, 20.0, batch, device=device), cond.to(device)
 
     def x0(self, x_t: torch.Tensor, step: Step, cond: torch.Tensor) -> torch.Tensor:
         t = torch.full((x_t.shape[0],), float(step.t), device=x_t.device)

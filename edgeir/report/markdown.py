@@ -10,12 +10,23 @@ HEADERS = ("steps", "params", "GMACs / image", "latency ms", "PSNR", "SSIM", "Ha
            "PSNR vs teacher", "size MB")
 
 
+# A latent restorer's autoencoder runs once per image, outside the UNet's steps: its own column.
+CODEC = ("codec_macs", "autoencoder GMACs / image")
+
+
+def _columns(report: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    if "decoder_macs" not in report["teacher"]:
+        return COLUMNS, HEADERS
+    at = COLUMNS.index("macs") + 1
+    return COLUMNS[:at] + CODEC[:1] + COLUMNS[at:], HEADERS[:at] + CODEC[1:] + HEADERS[at:]
+
+
 def _fmt(key: str, value) -> str:
     if value is None:
         return "—"
     if key == "params":
         return f"{value / 1e6:.2f}M"
-    if key == "macs":
+    if key in ("macs", "codec_macs"):
         return f"{value / 1e9:.3g}"
     if key in ("psnr", "psnr_vs_teacher"):
         return f"{value:.2f}"
@@ -28,7 +39,7 @@ def _fmt(key: str, value) -> str:
 
 def _headers(report: dict) -> list[str]:
     timed = report["teacher"].get("latency_backend")
-    return [f"{h} ({timed})" if key == "latency_ms" and timed else h for key, h in zip(COLUMNS, HEADERS)]
+    return [f"{h} ({timed})" if key == "latency_ms" and timed else h for key, h in zip(*_columns(report))]
 
 
 def rows(report: dict) -> list[tuple[str, dict]]:
@@ -39,7 +50,8 @@ def rows(report: dict) -> list[tuple[str, dict]]:
     out.append(("teacher", report["teacher"]))
     for s in report["stages"]:
         out.append((s["stage"], {**s["metrics"], "size_mb": s.get("size_mb")}))
-    return out
+    return [(label, {**m, "codec_macs": m["decoder_macs"] + m.get("encoder_macs", 0)} if "decoder_macs" in m
+             else m) for label, m in out]
 
 
 def render(report: dict, images: list[str]) -> str:
@@ -47,9 +59,11 @@ def render(report: dict, images: list[str]) -> str:
     lines = [f"# Compression report: {recipe['name']}", "",
              f"Model `{report['model']}`, task `{recipe['task']}`, status **{report['status']}**"
              + (f": {report['failure']}" if report.get("failure") else "") + ".", "",
-             "| stage | " + " | ".join(_headers(report)) + " |", "|---" * (len(HEADERS) + 1) + "|"]
+             "| stage | " + " | ".join(_headers(report)) + " |"]
+    columns, _ = _columns(report)
+    lines.append("|---" * (len(columns) + 1) + "|")
     for label, m in rows(report):
-        lines.append(f"| {label} | " + " | ".join(_fmt(k, m.get(k)) for k in COLUMNS) + " |")
+        lines.append(f"| {label} | " + " | ".join(_fmt(k, m.get(k)) for k in columns) + " |")
     size = report["stages"][0]["metrics"]["eval_size"] if report["stages"] else report["teacher"]["eval_size"]
     lines += ["", (f"Metrics are means over the held-out images ({size[0]}x{size[1]} crops). PSNR/SSIM: Y channel, "
                    "BasicSR convention. Detail: high-frequency energy relative to ground truth. PSNR vs teacher: "

@@ -11,10 +11,11 @@ from edgeir.models.config import RestorerConfig
 
 
 def make_pair(gt: np.ndarray, config: RestorerConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(the network's clean target, condition), both float32 HxWxC; ``gt`` is HxWx3 in [0, 1]."""
+    """(the network's clean target, condition), both float32 HxWxC; ``gt`` is HxWx3 in [0, 1]. A latent
+    restorer's target is the image, which ``RestorerModel.training_batch`` encodes."""
     task = config.task
     gt = task.crop_gt(gt)
-    cond = task.condition(task.degrade(gt, rng))
+    cond = config.condition(task.degrade(gt, rng))
     base = cond[..., :3] if config.target == "residual" else 0
     target = (gt * 2 - 1 - base) * config.residual_scale
     return target.astype(np.float32), cond.astype(np.float32)

@@ -63,7 +63,7 @@ def train_teacher(config: RestorerConfig, out: Path, work: Path, iters: int, bat
         nonlocal batches
         if batches is None:
             batches = iter(Pairs(images, config, patch, seed).batches(it, batch, workers))
-        target, cond = next(batches)
+        target, cond = model.training_batch(*next(batches))
         g = torch.Generator().manual_seed(seed * 1_000_003 + it)  # per iteration, so a resumed run repeats it
         t = torch.randint(0, T, (target.shape[0],), generator=g)
         noise = torch.randn(target.shape, generator=g)
