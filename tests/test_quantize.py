@@ -220,14 +220,14 @@ def test_unknown_keep_fp_pattern_is_a_config_error(student, tmp_path):
         quantize.run(settings, context(student, tmp_path))
 
 
-def broken_calibration(student, images, size, crop, seed=0):
+def broken_calibration(student, images, size, crop, seed=0, parts=("unet",)):
     """Calibration whose x_t carries NaN: every range it produces is NaN."""
     good = calibration_set(student, images, size, crop, seed)
-    return [(x.masked_fill(torch.rand_like(x) < 0.1, float("nan")), t, c) for x, t, c in good]
+    return {"unet": [(x.masked_fill(torch.rand_like(x) < 0.1, float("nan")), t, c) for x, t, c in good]}
 
 
 def test_nan_gate_trips_on_broken_calibration(student, tmp_path, monkeypatch):
-    monkeypatch.setattr(quantize, "calibration_set", broken_calibration)
+    monkeypatch.setattr(quantize, "calibration_sets", broken_calibration)
     settings = quantize.QuantizeSettings(subset_size=6, crop=16, max_psnr_drop=100, min_detail_kept=0)
     with pytest.raises(QualityGateError, match="NaN/Inf") as err:
         quantize.run(settings, context(student, tmp_path))

@@ -4,7 +4,8 @@ A diffusion denoiser's activation ranges depend on the timestep: at t near the e
 almost pure noise, near 0 it is almost the clean residual. Ranges calibrated on random timesteps therefore fit
 none of the ones a few-step student actually visits. Here the student's own sampler is run on calibration
 crops and every denoiser call is recorded, so the calibration set holds exactly the (x_t, t, condition)
-triples deployment will see, the same number for each visited timestep.
+triples deployment will see, the same number for each visited timestep. A latent restorer's decoder is
+calibrated on the latents that sampler ends with, and its encoder on the images it encodes, for the same reason.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import torch
 from edgeir.errors import ImageError
 from edgeir.models.restorer import RestorerModel
 
-Sample = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (x_t, t, condition), batch 1 each
+# A UNet's (x_t, t, condition), an encoder's (image,) or a decoder's (latent,), batch 1 each
+Sample = tuple[torch.Tensor, ...]
 
 
 def calibration_conditions(restorer: RestorerModel, images: Sequence[np.ndarray], count: int, crop: int,
@@ -41,31 +43,44 @@ def calibration_conditions(restorer: RestorerModel, images: Sequence[np.ndarray]
 
 
 @torch.no_grad()
-def record_sampler_inputs(restorer: RestorerModel, conds: torch.Tensor, seed: int = 0) -> list[Sample]:
-    """Run the restorer's default sampler on ``conds`` and return every denoiser input it produced: image by
-    image, each in sampler order, so every whole number of images holds each visited timestep equally often."""
-    calls: list[Sample] = []
+def record_inputs(restorer: RestorerModel, conds: torch.Tensor, seed: int = 0, parts: Sequence[str] = ("unet",)
+                  ) -> dict[str, list[Sample]]:
+    """Run the restorer's default sampler on ``conds`` and return, per part (``unet``, and a latent restorer's
+    ``encoder`` and ``decoder``), every input it gave that part: image by image, each in sampler order, so
+    every whole number of images holds each visited timestep equally often."""
+    modules = {"unet": restorer.denoiser}
+    if restorer.codec is not None:
+        modules.update(encoder=restorer.codec.encoder, decoder=restorer.codec.decoder)
+    calls: dict[str, list[tuple[torch.Tensor, ...]]] = {part: [] for part in parts}
 
-    def record(_module, args):
-        x_t, t, cond = args
-        calls.append((x_t.detach().cpu(), t.detach().cpu(), cond.detach().cpu()))
+    def recorder(part: str):
+        return lambda _module, args: calls[part].append(tuple(a.detach().cpu() for a in args))
 
     device = next(restorer.parameters()).device
     g = torch.Generator().manual_seed(seed)
     noise = torch.randn((conds.shape[0], *restorer.sample_size(*conds.shape[-2:])), generator=g)
-    handle = restorer.denoiser.register_forward_pre_hook(record)
+    handles = [modules[part].register_forward_pre_hook(recorder(part)) for part in parts]
     try:
         restorer.restore_tensor(conds.to(device), noise.to(device), generator=g)
     finally:
-        handle.remove()
-    # calls[k] is the k-th sampler step for the whole batch; split it into per-image samples.
-    return [(x[i : i + 1], t[i : i + 1], c[i : i + 1]) for i in range(conds.shape[0]) for x, t, c in calls]
+        for handle in handles:
+            handle.remove()
+    # calls[part][k] is the part's k-th call for the whole batch; split it into per-image samples.
+    return {part: [tuple(a[i : i + 1] for a in args) for i in range(conds.shape[0]) for args in calls[part]]
+            for part in parts}
+
+
+def calibration_sets(restorer: RestorerModel, images: Sequence[np.ndarray], size: int, crop: int, seed: int = 0,
+                     parts: Sequence[str] = ("unet",)) -> dict[str, list[Sample]]:
+    """Per part, its inputs from about ``size`` UNet calls (rounded down to whole sampler runs, at least one)
+    of the restorer's sampler, balanced across the timesteps it visits (the encoder and decoder run once a
+    run)."""
+    steps = len(restorer.steps())
+    conds = calibration_conditions(restorer, images, max(1, size // steps), crop, seed)
+    return record_inputs(restorer, conds, seed, parts)
 
 
 def calibration_set(restorer: RestorerModel, images: Sequence[np.ndarray], size: int, crop: int, seed: int = 0
                     ) -> list[Sample]:
-    """About ``size`` samples (rounded down to whole sampler runs, at least one) from the restorer's sampler,
-    balanced across the timesteps it visits."""
-    steps = len(restorer.steps())
-    conds = calibration_conditions(restorer, images, max(1, size // steps), crop, seed)
-    return record_sampler_inputs(restorer, conds, seed)
+    """The UNet's ``calibration_sets``."""
+    return calibration_sets(restorer, images, size, crop, seed)["unet"]

@@ -40,6 +40,7 @@ from torch import nn
 from edgeir.compress.calibration import Sample
 from edgeir.compress.int8_onnx import fold_weights
 from edgeir.compress.layers import layer_name
+from edgeir.export.codec import export_part
 from edgeir.export.unet import export_unet
 from edgeir.files import atomic_path
 from edgeir.models.restorer import RestorerModel
@@ -169,5 +170,15 @@ def export_int8(net: nn.Module, like: RestorerModel, path: str | Path) -> Path:
     set_qdq_export(net)
     with atomic_path(path) as tmp:
         export_unet(RestorerModel(like.config, net=net, codec=like.codec), tmp)
+        onnx.save(fold_weights(onnx.load(str(tmp))), str(tmp))
+    return path
+
+
+def export_int8_part(net: nn.Module, io: tuple[str, str], shape: tuple[int, ...], path: str | Path) -> Path:
+    """``export_int8`` for a quantized autoencoder part (``edgeir.export.codec``'s graph of it)."""
+    path = Path(path)
+    set_qdq_export(net)
+    with atomic_path(path) as tmp:
+        export_part(net, io, shape, tmp)
         onnx.save(fold_weights(onnx.load(str(tmp))), str(tmp))
     return path

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +17,11 @@ from torch import nn
 from edgeir.errors import ConfigError
 from edgeir.export import checks
 from edgeir.export.unet import LATENT_SIDES, onnx_export, unet_multiple
+from edgeir.graphs.qdq import has_qdq
 from edgeir.graphs.readiness import check_tensorrt
 from edgeir.graphs.shapes import ShapeProfile
 from edgeir.models.codec import DECODER_IO, ENCODER_IO
+from edgeir.models.onnx_net import OnnxNet
 from edgeir.models.restorer import RestorerModel
 
 # Max abs difference between onnxruntime and torch, the FP32 UNet's: both outputs are unit-scale (an image in
@@ -46,13 +49,21 @@ def export_codec(restorer: RestorerModel, out_dir: str | Path, opset: int = 17, 
     paths = {}
     real = real_inputs(restorer)
     for name, (module, io, shapes) in codec_parts(restorer).items():
-        path = export_part(module, io, shapes[0], out_dir / f"{name}.onnx", opset)
-        model = onnx.load(str(path))
-        paths[name] = CodecGraph(path, {
-            "kind": name, "file": path.name, "precision": "fp32",
-            "max_abs_diff": _check(path, module, io[0], shapes, real[name]),
-            "gate": TOLERANCE, "nodes": len(model.graph.node), "bytes": path.stat().st_size,
-            "tensorrt_problems": check_tensorrt(model, profile)})
+        path = out_dir / f"{name}.onnx"
+        if isinstance(module, OnnxNet):  # an INT8 part, gated by its quantize stage
+            shutil.copyfile(module.path, path)
+            checks.validate(path)
+            model = onnx.load(str(path))
+            summary = {"precision": "int8" if has_qdq(model) else "fp32", "max_abs_diff": {}, "gate": None,
+                       "parity": "gated by the quantize stage against the FP32 student"}
+        else:
+            export_part(module, io, shapes[0], path, opset)
+            model = onnx.load(str(path))
+            summary = {"precision": "fp32", "max_abs_diff": _check(path, module, io[0], shapes, real[name]),
+                       "gate": TOLERANCE}
+        paths[name] = CodecGraph(path, {"kind": name, "file": path.name, **summary, "nodes": len(model.graph.node),
+                                        "bytes": path.stat().st_size,
+                                        "tensorrt_problems": check_tensorrt(model, profile)})
     return paths
 
 

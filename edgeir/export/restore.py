@@ -8,7 +8,7 @@ few ulps move an activation across a rounding boundary now and then, which sprea
 (several uint8 levels on random frames). So the composition is proven on the UNet's float twin (its activation
 Q/DQ pairs taken out, ``edgeir.graphs.qdq.float_twin``) at FP32's tolerance, and the INT8 graph itself is held
 to the host loop within INT8's own error: at least as close (PSNR) as the host loop's INT8 output is to its
-float twin's, or 40 dB.
+float twin's, or 40 dB. An INT8 encoder or decoder is twinned with the UNet the same way.
 
 A latent restorer's restore graph takes its autoencoder's graphs in too (``LatentGraphs``); the host loop then
 runs them on the same tiles. A VQ decoder snaps each latent pixel to its nearest codebook entry, and where two
@@ -110,26 +110,30 @@ def export_restore(unet: bytes | list[bytes], task: Task, multiple_of: int, samp
     frames = test_frames(task, tile)
     space = latent.space if latent else None
     flips = VQ_FLIPS if latent and any(n.op_type == "ArgMin" for n in latent.decoder.graph.node) else 0.0
-    codec = host_codec(latent) if latent else None
     rng = np.random.default_rng(0)
     k = noise_channels(sampling.steps, space.channels if space else 3)
     noises = {what: rng.standard_normal((1, k, *layout.sample_shape(*np.multiply(d.image.shape[:2], task.scale), space)),
                                         dtype=np.float32) for what, d in frames.items()}
 
-    def host_loop(nets: list[onnx.ModelProto]) -> dict[str, np.ndarray]:
+    def host_loop(nets: list[onnx.ModelProto], graphs: LatentGraphs | None) -> dict[str, np.ndarray]:
+        codec = host_codec(graphs) if graphs else None
         return {what: reference(_StepSessions(nets, sampling), task, sampling, tile, overlap, multiple_of, d,
                                 noises[what], codec) for what, d in frames.items()}
 
-    expected = host_loop(models)
-    twin = [float_twin(m) for m in models] if has_qdq(models[0]) else None
+    expected = host_loop(models, latent)
+    # An INT8 UNet or autoencoder part: the composition is proven on the float twins of all of them.
+    int8 = has_qdq(models[0]) or latent is not None and any(has_qdq(g) for g in latent.graphs())
+    twin = [float_twin(m) for m in models] if int8 else None
+    twin_latent = latent.map(float_twin) if int8 and latent else latent
     if twin is not None:
-        twin_expected = host_loop(twin)
+        twin_expected = host_loop(twin, twin_latent)
         int8_gate = {k: min(INT8_ENOUGH_DB, _psnr(expected[k], twin_expected[k])) for k in frames}
     results = []
     for pixels in ("uint8", "float32"):
-        def compose(nets: list[onnx.ModelProto], pixels: str = pixels) -> onnx.ModelProto:
+        def compose(nets: list[onnx.ModelProto], pixels: str = pixels, graphs: LatentGraphs | None = latent
+                    ) -> onnx.ModelProto:
             return restore_graph(nets if per_step else nets[0], task.name, task.scale, task.cond_channels,
-                                 sampling, overlap, pixels, latent)  # type: ignore[arg-type]
+                                 sampling, overlap, pixels, graphs)  # type: ignore[arg-type]
 
         graph = compose(models)
         suffix = "" if pixels == "uint8" else ".float"
@@ -148,10 +152,10 @@ def export_restore(unet: bytes | list[bytes], task: Task, multiple_of: int, samp
                 summary["vq_flips_allowed"] = flips
         else:
             twin_path = out_dir / f".twin.{path.name}"
-            onnx.save(compose(twin), str(twin_path))
+            onnx.save(compose(twin, graphs=twin_latent), str(twin_path))
             summary["max_abs_diff"] = _parity(f"{path.name}'s float twin", variant,
                                               _run(twin_path, task, variant, multiple_of, frames, noises, space),
-                                              twin_expected)
+                                              twin_expected, flips)
             twin_path.unlink()
             summary["reference"] += "; the composition checked on the UNet's float twin"
             summary["int8_psnr_db"] = _int8_parity(path.name, outputs, expected, int8_gate)

@@ -28,7 +28,7 @@ decoder's graph and the decoded tiles are blended in pixel space (``edgeir.graph
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -54,6 +54,13 @@ class LatentGraphs:
     space: LatentSpace
     decoder: onnx.ModelProto
     encoder: onnx.ModelProto | None = None
+
+    def graphs(self) -> list[onnx.ModelProto]:
+        return [g for g in (self.decoder, self.encoder) if g is not None]
+
+    def map(self, fn: Callable[[onnx.ModelProto], onnx.ModelProto]) -> LatentGraphs:
+        """The same space with ``fn`` of each graph."""
+        return LatentGraphs(self.space, fn(self.decoder), fn(self.encoder) if self.encoder is not None else None)
 
 
 def restore_graph(unet: onnx.ModelProto | Sequence[onnx.ModelProto], task: str, scale: int, cond_channels: int,
