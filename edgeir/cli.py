@@ -86,7 +86,7 @@ def eval_cmd(model, data, steps, sampler, size, seed, degradation, trust_pickle,
 
 
 @main.command("train")
-@click.argument("preset", type=click.Choice(["sr4x", "deblur", "inpaint"]))
+@click.argument("preset", type=click.Choice(["sr4x", "deblur", "inpaint", "sr4x-latent"]))
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Model folder to write.")
 @click.option("--work", type=click.Path(path_type=Path), help="Training-state folder (default: OUT.train).")
 @click.option("--iters", type=click.IntRange(1), default=6000, show_default=True)
@@ -100,14 +100,17 @@ def eval_cmd(model, data, steps, sampler, size, seed, degradation, trust_pickle,
 @click.option("--fresh", is_flag=True, help="Ignore an existing training state instead of resuming it.")
 @click.option("--init", type=click.Path(path_type=Path), help="Fine-tune this model folder instead of starting "
               "from scratch.")
+@click.option("--ae-iters", type=click.IntRange(1), default=4000, show_default=True,
+              help="A latent preset's autoencoder iterations, trained before its UNet.")
 @user_errors
-def train_cmd(preset, out, work, iters, batch, patch, lr, device, workers, max_minutes, seed, fresh, init):
+def train_cmd(preset, out, work, iters, batch, patch, lr, device, workers, max_minutes, seed, fresh, init, ae_iters):
     """Train a teacher for PRESET (resumes from OUT.train when interrupted)."""
     from edgeir.train.presets import PRESETS
     from edgeir.train.teacher import train_teacher
 
     train_teacher(PRESETS[preset], out, work or out.with_name(out.name + ".train"), iters, batch, patch, lr,
-                  device, workers, seed, max_minutes, resume=not fresh, command=" ".join(sys.argv), init=init)
+                  device, workers, seed, max_minutes, resume=not fresh, command=" ".join(sys.argv), init=init,
+                  ae_iters=ae_iters)
     click.echo(f"wrote {out}")
 
 

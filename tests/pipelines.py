@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from edgeir.diffusion.steps import noise_channels
+from edgeir.load.save_pipeline import ldm_sr_class
 from edgeir.tasks import Degraded
 
 SCHEDULERS = {"ddim": "DDIMScheduler", "ddpm": "DDPMScheduler"}
@@ -42,7 +43,7 @@ def ldm_sr(folder: Path, seed: int = 0, scheduler: str = "ddim", **scheduler_con
     config = {"num_train_timesteps": 1000, "beta_schedule": "scaled_linear", "beta_start": 0.0015,
               "beta_end": 0.0155, "clip_sample": False, **scheduler_config}
     sched = getattr(diffusers, SCHEDULERS[scheduler])(**config)
-    pipe = _ldm_pipeline_class()(vqvae=vq, unet=unet, scheduler=sched)
+    pipe = ldm_sr_class()(vqvae=vq, unet=unet, scheduler=sched)
     pipe.save_pretrained(folder, safe_serialization=True)
     return folder
 
@@ -81,7 +82,7 @@ def kl_restorer(folder: Path, seed: int = 0, task: dict | None = None, condition
 
 def ldm_pipeline(folder: Path):
     """diffusers' own LDMSuperResolutionPipeline for ``folder``, quiet."""
-    pipe = _ldm_pipeline_class().from_pretrained(folder)
+    pipe = ldm_sr_class().from_pretrained(folder)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -106,16 +107,6 @@ def reference_loop(folder: Path, cond_image: torch.Tensor, latents: torch.Tensor
             kwargs = {"eta": eta} if sched_cls is diffusers.DDIMScheduler else {}
             x = sched.step(pred, t, x, generator=generator, **kwargs).prev_sample
         return (vae.decode(x / sf + shift).sample.clamp(-1, 1) + 1) / 2
-
-
-def _ldm_pipeline_class():
-    """diffusers exports ``LDMSuperResolutionPipeline`` at the top level only where transformers is installed,
-    which this pipeline does not use."""
-    from diffusers.pipelines.latent_diffusion.pipeline_latent_diffusion_superresolution import (
-        LDMSuperResolutionPipeline,
-    )
-
-    return LDMSuperResolutionPipeline
 
 
 def one_tile_frame(restorer) -> np.ndarray:

@@ -130,3 +130,13 @@ def from_diffusers(raw: dict[str, Any]) -> tuple[DiffusersSchedule, Prediction]:
         raise ValueError(f"{name}: an epsilon prediction cannot give x0 at zero terminal SNR "
                          "(rescale_betas_zero_snr needs v_prediction)")
     return schedule, PREDICTIONS[kind]
+
+
+def to_diffusers(schedule: DiffusersSchedule, prediction: Prediction) -> dict[str, Any]:
+    """``from_diffusers``' inverse: the ``scheduler_config.json`` (``_class_name`` and settings) of ``schedule``
+    with a network predicting ``prediction``."""
+    fields = schedule.model_dump(exclude={"kind", "scheduler"})
+    if schedule.scheduler != "DDIMScheduler":
+        fields.pop("set_alpha_to_one")
+    kind = next(k for k, v in PREDICTIONS.items() if v == prediction)
+    return {"_class_name": schedule.scheduler, **fields, "prediction_type": kind}

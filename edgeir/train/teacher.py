@@ -4,37 +4,53 @@ training state is checkpointed every ``save_every`` steps and picked up with ``r
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from edgeir.data.builtin import builtin_images
 from edgeir.diffusion.training import noised, training_target
-from edgeir.errors import CheckpointError
+from edgeir.errors import CheckpointError, ConfigError
+from edgeir.files import atomic_path, write_atomic
 from edgeir.load.checkpoint import load_restorer, save_restorer
+from edgeir.load.save_pipeline import save_pipeline
+from edgeir.models.codec import LatentCodec, build_codec
 from edgeir.models.config import RestorerConfig
 from edgeir.models.restorer import RestorerModel
 from edgeir.progress import progress_bar
+from edgeir.train.autoencoder import train_autoencoder
 from edgeir.train.data import Pairs
 from edgeir.train.loop import Schedule, fit
 
 STATE = "train_state.pt"
+AE_STATE, AE_WEIGHTS, AE_RECORD = "autoencoder_state.pt", "autoencoder.safetensors", "autoencoder.json"
 
 
 def train_teacher(config: RestorerConfig, out: Path, work: Path, iters: int, batch: int = 16, patch: int = 128,
                   lr: float = 2e-4, device: str | None = None, workers: int | None = None, seed: int = 0,
                   max_minutes: float | None = None, save_every: int = 1000, log_every: int = 200,
                   resume: bool = True, command: str = "", images: list | None = None,
-                  init: Path | None = None) -> RestorerModel:
+                  init: Path | None = None, ae_iters: int = 0) -> RestorerModel:
     """Train ``config``'s network from scratch (or resume it) and save its EMA weights to ``out``. With
-    ``max_minutes`` the run ends at whichever of ``iters`` or the time limit comes first (``edgeir.train.loop``)."""
+    ``max_minutes`` the run ends at whichever of ``iters`` or the time limit comes first (``edgeir.train.loop``).
+    A latent restorer trains its autoencoder first, for ``ae_iters`` iterations or ``max_minutes`` (kept in
+    ``work``, so a rerun goes straight to the UNet), unless it fine-tunes ``init``; it is saved as a diffusers pipeline folder
+    (``edgeir.load.save_pipeline``)."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     workers = workers if workers is not None else max(1, min(8, (os.cpu_count() or 2) - 1))
+    images = images if images is not None else [im for _, im in builtin_images("train")]
+    work.mkdir(parents=True, exist_ok=True)
+    codec, ae_record = None, {}
+    if config.latent is not None and init is None:
+        codec, ae_record = _autoencoder(config, work, ae_iters, batch, patch, lr, device, seed, resume, images,
+                                        save_every, log_every, max_minutes)
     torch.manual_seed(seed)
-    model = RestorerModel(config)
+    model = RestorerModel(config, codec=codec)
     history = []
     if init is not None:  # fine-tune a trained model instead of starting from scratch
         start_from = load_restorer(init)
@@ -48,12 +64,9 @@ def train_teacher(config: RestorerConfig, out: Path, work: Path, iters: int, bat
         prior = dict(start_from.config.provenance)
         history = prior.pop("history", []) + [prior]
     model = model.to(device).train()
-    work.mkdir(parents=True, exist_ok=True)
     state = work / STATE
     if not resume:
         state.unlink(missing_ok=True)
-
-    images = images if images is not None else [im for _, im in builtin_images("train")]
     ab = torch.tensor(model.alphas_cumprod, dtype=torch.float32, device=device)
     T = config.schedule.num_train_timesteps
     use_bf16 = device.startswith("cuda")
@@ -82,9 +95,35 @@ def train_teacher(config: RestorerConfig, out: Path, work: Path, iters: int, bat
         "trained_by": "edgeir.train.teacher", "iterations": fitted.iterations, "batch": batch, "patch": patch,
         "lr": lr, "device": torch.cuda.get_device_name() if use_bf16 else "cpu", "seed": seed,
         "minutes": round((time.time() - start) / 60, 1), "data": "builtin train split (scikit-image photos)",
-        "command": command, **({"history": history} if history else {})}})
-    save_restorer(ema, out)
+        "command": command, **ae_record, **({"history": history} if history else {})}})
+    (save_pipeline if config.latent is not None else save_restorer)(ema, out)
     return ema
+
+
+def _autoencoder(config: RestorerConfig, work: Path, iters: int, batch: int, patch: int, lr: float, device: str,
+                 seed: int, resume: bool, images: list, save_every: int, log_every: int, max_minutes: float | None
+                 ) -> tuple[LatentCodec, dict]:
+    """The latent restorer's trained codec: from ``work`` where an earlier run finished it, else trained."""
+    spec = config.autoencoder
+    weights, record = work / AE_WEIGHTS, work / AE_RECORD
+    if resume and weights.exists() and record.exists():
+        codec = build_codec(spec)
+        codec.autoencoder.load_state_dict(load_file(str(weights)))
+        return codec, json.loads(record.read_text())
+    if iters < 1:
+        raise ConfigError("a latent restorer's autoencoder trains first: give it iterations (--ae-iters)")
+    state = work / AE_STATE
+    if not resume:
+        state.unlink(missing_ok=True)
+    start = time.time()
+    codec, done = train_autoencoder(spec, images, state, iters, batch, patch, lr, device, seed, max_minutes,
+                                    save_every, log_every)
+    facts = {"autoencoder": {"trained_by": "edgeir.train.autoencoder", "iterations": done, "batch": batch,
+                             "patch": patch, "lr": lr, "minutes": round((time.time() - start) / 60, 1)}}
+    with atomic_path(weights) as tmp:
+        save_file({k: v.contiguous() for k, v in codec.autoencoder.state_dict().items()}, str(tmp))
+    write_atomic(record, json.dumps(facts))
+    return codec, facts
 
 
 def _difference(a: Any, b: Any, path: str = "") -> tuple[str, Any, Any] | None:
