@@ -65,8 +65,10 @@ def compressed(request, tmp_path_factory):
     stages = [distilled, pruned, {**dec, "channels": DECODER_WIDTHS[request.param]},
               {**quant, "parts": PARTS[request.param]}]
     (root / "recipe.json").write_text(json.dumps(recipe(request.param, folder, stages)))
-    res = CliRunner().invoke(main, ["compress", "--recipe", str(root / "recipe.json"), "-o", str(root / "out")])
+    res = CliRunner().invoke(main, ["compress", str(folder), "--recipe", str(root / "recipe.json"), "-o",
+                                    str(root / "out")])
     assert res.exit_code == 0, res.output
+    assert "03-decoder decoder at 32x32 in onnxruntime:" in res.output
     return request.param, folder, root / "out"
 
 
@@ -169,6 +171,10 @@ def test_the_final_stage_exports_and_restores(compressed, tmp_path):
         want = model.restore_tensor(cond, torch.from_numpy(noise))[0].permute(1, 2, 0).numpy()
     assert got.shape == want.shape
     assert np.abs(got - want).mean() < 0.01
+    res = CliRunner().invoke(main, ["export", str(tmp_path / "bundle"), "-o", str(tmp_path / "again"),
+                                    "--step-scales"])
+    assert res.exit_code == 2 and "a latent restorer's bundle keeps its shared scales" in res.output
+    assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "again").exists()
 
 
 def _context(model, tmp_path) -> StageContext:

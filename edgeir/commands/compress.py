@@ -85,6 +85,13 @@ def report_table(report: dict, out: str | Path, console: Console | None = None) 
             h, w = ort["size"]
             verdicts.append(f"{s['stage']} one UNet evaluation at {h}x{w} in onnxruntime: {ort['before']:.1f} -> "
                             f"{ort['after']:.1f} ms ({ort['before'] / ort['after']:.2f}x faster)")
+        parts = s.get("info", {}).get("latency_ms_onnxruntime")
+        if parts:  # what the decoder stage is for
+            h, w = parts["size"]
+            before, after = parts["before"], parts["after"]
+            verdicts.append(f"{s['stage']} decoder at {h}x{w} in onnxruntime: {before['decoder']:.1f} -> "
+                            f"{after['decoder']:.1f} ms, {before['decoder_share']:.0%} -> {after['decoder_share']:.0%} "
+                            f"of a restoration ({before['restore']:.1f} -> {after['restore']:.1f} ms)")
     # Logs and pipes get the whole table rather than an 80-column squeeze.
     console = console or Console(width=None if sys.stdout.isatty() else 130)
     console.print(table)

@@ -57,6 +57,9 @@ def step_scales(source: str, calibration: int, size: int = 256) -> list[dict[str
     if unet is None or len(unet.steps) < 2:
         raise ConfigError("--step-scales: needs a bundle with an INT8 UNet graph and a sampler of two or more steps")
     m, shared = bundle.manifest, onnx.load_from_string(bundle.read(unet.graph))
+    if m.latent is not None:
+        raise ConfigError("--step-scales: per-step activation scales are calibrated on the host loop in pixel "
+                          "space; a latent restorer's bundle keeps its shared scales")
     inputs = sampler_inputs(shared, m.task, unet.sampling, [img for _, img in builtin_images("train")],
                             calibration, 128, m.tile, m.overlap, m.multiple_of)
     scales = per_step(shared, inputs)

@@ -107,7 +107,7 @@ def run(settings: DecoderSettings, ctx: StageContext) -> StageOutput:
                         ema=settings.ema, save_every=settings.save_every)
     progress = ctx.progress or no_progress
     fitted = fit(tiny.train(), loss, schedule, ctx.work_dir / f"decoder-{key}.state", progress, "distill decoder")
-    model = _with_decoder(source, fitted.ema.eval(), settings)
+    model = with_decoder(source, fitted.ema.eval(), settings.model_dump(mode="json"))
 
     info: dict = {"latents": settings.latents, "channels": list(model.codec.spec.decoder.config.channels),
                   "loss": [fitted.losses[0], float(np.mean(fitted.losses[-20:]))] if fitted.losses else None}
@@ -120,13 +120,14 @@ def run(settings: DecoderSettings, ctx: StageContext) -> StageOutput:
     return StageOutput(model, info=info)
 
 
-def _with_decoder(source: RestorerModel, decoder: TinyDecoder, settings: DecoderSettings) -> RestorerModel:
-    """``source`` with ``decoder`` in its autoencoder's decoder's place (its encoder and UNet as they are)."""
+def with_decoder(source: RestorerModel, decoder: TinyDecoder, settings: dict) -> RestorerModel:
+    """``source`` with ``decoder`` in its autoencoder's decoder's place (its encoder and UNet as they are);
+    ``settings``: what made it, for the provenance."""
     old = source.codec.spec
     spec = old.model_copy(update={"decoder": TinyDecoderSpec(config=decoder.config),
                                   "graphs": {k: v for k, v in old.graphs.items() if k != "decoder"}})
     codec = LatentCodec(spec, source.codec.autoencoder, source.codec.encoder, decoder)
     provenance = {**source.config.provenance, "decoder_by": {"stage": "edgeir.compress.decoder",
-                                                             "settings": settings.model_dump(mode="json")}}
+                                                             "settings": settings}}
     config = source.config.model_copy(update={"autoencoder": spec, "provenance": provenance})
     return RestorerModel(config, net=source.denoiser.net, codec=codec).eval()
