@@ -86,7 +86,7 @@ def eval_cmd(model, data, steps, sampler, size, seed, degradation, trust_pickle,
 
 
 @main.command("train")
-@click.argument("preset", type=click.Choice(["sr4x", "deblur", "inpaint", "sr4x-latent"]))
+@click.argument("preset", type=click.Choice(["sr4x", "sr4x-real", "deblur", "inpaint", "sr4x-latent"]))
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Model folder to write.")
 @click.option("--work", type=click.Path(path_type=Path), help="Training-state folder (default: OUT.train).")
 @click.option("--iters", type=click.IntRange(1), default=6000, show_default=True)

@@ -238,3 +238,13 @@ def test_a_vq_decoder_is_made_int8_with_its_codebook_search_in_float(tmp_path):
     assert out.artifacts == {"int8_decoder": "decoder.int8.onnx"} and out.model.denoiser.net is ldm.denoiser.net
     assert out.info["gate"]["nonfinite"] == 0 and out.info["codec"]["decoder"]["tensorrt_problems"] == []
     assert has_qdq(onnx.load(str(tmp_path / "work" / "decoder.int8.onnx")))
+
+
+def test_progressive_distillation_halves_a_latent_restorers_steps(tmp_path):
+    """Each round's states are noised latents of training crops (``RestorerModel.training_batch``)."""
+    teacher = load_restorer(pipelines.ldm_sr(tmp_path / "pipe"))
+    settings = distill.DistillSettings(method="progressive", steps=1, teacher_steps=2, **SMALL)
+    out = distill.run(settings, _context(teacher, tmp_path / "work"))
+    assert out.info["rounds"] == ["2->1"] and len(out.model.steps()) == 1
+    before, after = teacher.denoiser.net.state_dict(), out.model.denoiser.net.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)

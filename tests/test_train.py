@@ -59,3 +59,22 @@ def test_pairs_depend_on_their_index_alone(rng):
     assert all(torch.equal(x, y) for x, y in zip(a[1], b[0]))
     assert all(torch.equal(x, y) for pa, pc in zip(a, c) for x, y in zip(pa, pc))
     assert not torch.equal(a[0][0], a[1][0])
+
+
+def test_init_may_fine_tune_for_another_degradation_but_not_another_task(tmp_path, rng):
+    """--init takes a model of the preset's network and task whatever degradation it was trained for (the
+    shipped sr4x fine-tuned into sr4x-real), and refuses another task in one line."""
+    import pytest
+
+    from edgeir.errors import CheckpointError
+    from edgeir.tasks import DeblurTask
+
+    clean = tiny_config()
+    kw = {"batch": 2, "patch": 16, "workers": 0, "log_every": 1000, "images": images(rng)}
+    train_teacher(clean, tmp_path / "clean", tmp_path / "w1", iters=1, **kw)
+    real = clean.model_copy(update={"task": clean.task.with_degradation("real")})
+    tuned = train_teacher(real, tmp_path / "real", tmp_path / "w2", iters=1, init=tmp_path / "clean", **kw)
+    assert tuned.config.task.degradation == "real"
+    with pytest.raises(CheckpointError, match=r"--init .*: its task\.\w+ is .* where the preset's is "):
+        train_teacher(tiny_config(DeblurTask()), tmp_path / "d", tmp_path / "w3", iters=1, init=tmp_path / "clean",
+                      **kw)

@@ -25,6 +25,14 @@ PRESETS: dict[str, RestorerConfig] = {
         residual_scale=5.0,
         sampler=SamplerConfig(steps=50),
     ),
+    # sr4x for inputs that went through what real pictures go through (edgeir.tasks.degradations: blur, noise,
+    # JPEG, twice): the same network, fine-tuned from sr4x with --init.
+    "sr4x-real": RestorerConfig(
+        task=SRTask(scale=4, degradation="real"),
+        network=EdgeUNetSpec(config=UNetConfig(cond_channels=3, unshuffle=4, channels=(64, 96, 128))),
+        residual_scale=5.0,
+        sampler=SamplerConfig(steps=50),
+    ),
     "deblur": RestorerConfig(
         task=DeblurTask(),
         network=EdgeUNetSpec(config=UNetConfig(cond_channels=3, unshuffle=4, channels=(64, 96, 128))),

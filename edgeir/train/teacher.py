@@ -39,8 +39,9 @@ def train_teacher(config: RestorerConfig, out: Path, work: Path, iters: int, bat
     """Train ``config``'s network from scratch (or resume it) and save its EMA weights to ``out``. With
     ``max_minutes`` the run ends at whichever of ``iters`` or the time limit comes first (``edgeir.train.loop``).
     A latent restorer trains its autoencoder first, for ``ae_iters`` iterations or ``max_minutes`` (kept in
-    ``work``, so a rerun goes straight to the UNet), unless it fine-tunes ``init``; it is saved as a diffusers pipeline folder
-    (``edgeir.load.save_pipeline``)."""
+    ``work``, so a rerun goes straight to the UNet), unless it fine-tunes ``init``; it is saved as a diffusers
+    pipeline folder (``edgeir.load.save_pipeline``). ``init`` must have the preset's network and task; its
+    degradation may differ (fine-tuning a clean-input teacher for realistic inputs)."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     workers = workers if workers is not None else max(1, min(8, (os.cpu_count() or 2) - 1))
     images = images if images is not None else [im for _, im in builtin_images("train")]
@@ -54,7 +55,7 @@ def train_teacher(config: RestorerConfig, out: Path, work: Path, iters: int, bat
     history = []
     if init is not None:  # fine-tune a trained model instead of starting from scratch
         start_from = load_restorer(init)
-        same = {"network", "task"}
+        same = {"network": True, "task": set(type(config.task).model_fields) - {"degradation"}}
         where = _difference(start_from.config.model_dump(mode="json", include=same),
                             config.model_dump(mode="json", include=same))
         if where is not None:
