@@ -78,6 +78,11 @@ def test_mistakes_are_one_line_naming_the_field(raw, message):
     ("name: [unclosed\n", "invalid YAML at line"),
     ("- just\n- a list\n", "expected a mapping of recipe fields, got list"),
     ("", "expected a mapping of recipe fields, got NoneType"),
+    # a billion laughs: 600 bytes that stand for 10^9 values once their aliases are expanded
+    ("a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+     + "".join(f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+     + "name: *i\n", "expands to more than 100,000 values"),
+    ("stages: &s [kind: distill, *s]\n", "refers to itself"),
 ])
 def test_unreadable_files_are_one_line(tmp_path, content, message):
     path = tmp_path / "r.yaml"
@@ -90,3 +95,15 @@ def test_unreadable_files_are_one_line(tmp_path, content, message):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="no such recipe file"):
         load_recipe(tmp_path / "nope.yaml")
+
+
+def test_shared_yaml_anchors_within_reason_still_load(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("name: r\nteacher: sr4x\ntask: sr\nx-gates: &g {max_psnr_drop: 1.0}\nstages:\n"
+                    "  - {kind: distill, gates: *g}\n  - {kind: quantize, gates: *g}\n")
+    with pytest.raises(ConfigError, match="x-gates"):  # the anchor's own key is not a recipe field
+        load_recipe(path)
+    path.write_text("name: r\nteacher: sr4x\ntask: sr\nstages:\n  - {kind: distill, gates: &g {max_psnr_drop: 1.0}}"
+                    "\n  - {kind: quantize, gates: *g}\n")
+    recipe = load_recipe(path)
+    assert [s.gates.max_psnr_drop for s in recipe.stages] == [1.0, 1.0]

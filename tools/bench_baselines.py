@@ -1,6 +1,7 @@
 """The shipped teachers against every classical baseline, under each degradation their task takes, in one table.
 
     python tools/bench_baselines.py [--size 256] [--steps 10] [--threads 2] [--markdown]
+                                    [--teacher NAME ...] [--model LABEL=FOLDER ...]
 
 For each teacher (sr4x, deblur, inpaint) and each named degradation its task takes (``edgeir.tasks.degradations``:
 sr4x clean and real, the others their own), on the held-out photographs (centre crops, one degradation per
@@ -45,12 +46,23 @@ def other_methods(task: Task) -> dict:
 @click.option("--steps", default=10, show_default=True, help="Teacher DDIM steps (the shipped default is 50).")
 @click.option("--threads", default=2, show_default=True, help="torch threads.")
 @click.option("--markdown", is_flag=True, help="Also print the table as Markdown.")
-def main(size: int, steps: int, threads: int, markdown: bool) -> None:
+@click.option("--teacher", "teachers", multiple=True, type=click.Choice(list(TEACHERS)),
+              help="Only these shipped teachers (default: all).")
+@click.option("--model", "extra", multiple=True, metavar="LABEL=FOLDER",
+              help="Another model to measure the same way, say a fine-tuned teacher (repeatable).")
+def main(size: int, steps: int, threads: int, markdown: bool, teachers: tuple[str, ...],
+         extra: tuple[str, ...]) -> None:
     torch.set_num_threads(threads)
     images = builtin_images("heldout")
+    models = {name: name for name in teachers or TEACHERS}
+    for item in extra:
+        label, sep, folder = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item}: expected LABEL=FOLDER", param_hint="--model")
+        models[label] = folder
     rows = []  # (teacher, degradation, method, metrics, margin over the strongest baseline)
-    for name in TEACHERS:
-        r = load_restorer(name)
+    for name, source in models.items():
+        r = load_restorer(source)
         for degradation in r.task.degradations:
             task = r.task.with_degradation(degradation)
             cases = degrade_set(task, images, size)
