@@ -147,3 +147,23 @@ def test_fp32_and_int8_stages_are_timed_by_the_same_engine(tmp_path):
     assert [m["latency_backend"] for m in rows] == [latency.backend()] * 3
     stages = [json.loads((tmp_path / "out" / s["folder"] / "stage.json").read_text()) for s in report["stages"]]
     assert all("latency_ms" not in s["metrics"] for s in stages)  # no stage keeps a figure timed on its own
+
+
+@pytest.mark.parametrize("stages, message", [
+    ([ONE_STEP, {"kind": "decoder"}],
+     ("stages.1.decoder: the decoder stage replaces a latent restorer's decoder, and this restorer samples in "
+      "pixel space")),
+    ([ONE_STEP, {"kind": "quantize", "parts": ["unet", "decoder"]}],
+     "stages.1.quantize.parts: decoder: this restorer samples in pixel space and has no autoencoder"),
+    ([{"kind": "quantize"}, ONE_STEP],
+     "stages.1: distill trains the UNet, which stage 0 makes an INT8 graph; put quantize after it"),
+    ([{"kind": "quantize"}, {"kind": "quantize"}], "stages.1.quantize.parts: unet is INT8 from stage 0 already"),
+    ([ONE_STEP, {**ONE_STEP, "patch": 18}], "stages.1.distill.patch: 18 is not a multiple of the model's 4"),
+])
+def test_a_stage_that_cannot_run_stops_the_recipe_before_any_work(tmp_path, monkeypatch, stages, message):
+    """Checked against the teacher before the output folder exists or the teacher is evaluated."""
+    _, raw = setup_run(tmp_path, stages)
+    monkeypatch.setattr(pipeline, "measure_model", lambda *a, **k: pytest.fail("the teacher was evaluated"))
+    res = CliRunner().invoke(main, ["compress", "--recipe", recipe_file(tmp_path, raw), "-o", str(tmp_path / "o")])
+    assert res.exit_code == 2 and res.output.strip() == f"error: {message}"
+    assert not (tmp_path / "o").exists()

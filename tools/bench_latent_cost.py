@@ -45,7 +45,7 @@ def models(source: str | None) -> dict[str, RestorerModel]:
         model = load_restorer(source)
     else:
         model = RestorerModel(PRESETS["sr4x-latent"]).eval()
-    tiny = TinyDecoder(tiny_config(DecoderSettings(), model)).eval()
+    tiny = TinyDecoder(tiny_config(DecoderSettings(), model.config)).eval()
     return {"autoencoder's decoder": model,
             "TinyDecoder": with_decoder(model, tiny, {"untrained": "for timing only"})}
 

@@ -25,7 +25,7 @@ from edgeir.compress.latency import restore_parts_ms
 from edgeir.compress.stage import StageContext, StageOutput
 from edgeir.errors import ConfigError
 from edgeir.models.codec import LatentCodec
-from edgeir.models.config import TinyDecoderSpec
+from edgeir.models.config import RestorerConfig, TinyDecoderSpec
 from edgeir.models.restorer import RestorerModel
 from edgeir.models.tiny_decoder import TinyDecoder, TinyDecoderConfig
 from edgeir.progress import no_progress
@@ -56,8 +56,8 @@ class DecoderSettings(BaseModel):
     latency_runs: int = Field(20, ge=0)  # onnxruntime rounds timing each graph before and after (0: skip)
 
 
-def tiny_config(settings: DecoderSettings, model: RestorerModel) -> TinyDecoderConfig:
-    latent = model.config.latent
+def tiny_config(settings: DecoderSettings, config: RestorerConfig) -> TinyDecoderConfig:
+    latent = config.latent
     levels = latent.factor.bit_length() - 1
     channels = settings.channels or list(WIDTHS[: levels + 1])
     try:
@@ -67,18 +67,23 @@ def tiny_config(settings: DecoderSettings, model: RestorerModel) -> TinyDecoderC
         raise ConfigError(f"decoder.channels: {e.errors()[0]['msg'].removeprefix('Value error, ')}") from None
 
 
-def run(settings: DecoderSettings, ctx: StageContext) -> StageOutput:
-    source = ctx.student.to(ctx.device).eval()
-    if source.codec is None:
+def check(settings: DecoderSettings, config: RestorerConfig) -> None:
+    """The one-line error the stage would stop with on a model of ``config``, raised before any work."""
+    if config.latent is None:
         raise ConfigError("decoder: the decoder stage replaces a latent restorer's decoder, and this restorer "
                           "samples in pixel space")
-    m = source.config.multiple_of
-    if settings.patch % m:
-        raise ConfigError(f"decoder.patch: {settings.patch} is not a multiple of the model's {m}")
+    if settings.patch % config.multiple_of:
+        raise ConfigError(f"decoder.patch: {settings.patch} is not a multiple of the model's {config.multiple_of}")
+    tiny_config(settings, config)
+
+
+def run(settings: DecoderSettings, ctx: StageContext) -> StageOutput:
+    source = ctx.student.to(ctx.device).eval()
+    check(settings, source.config)
     images = [im for im in ctx.train_images if min(im.shape[:2]) >= settings.patch]
     if not images:
         raise ConfigError(f"decoder.patch: no training image is {settings.patch} pixels or larger")
-    tiny = TinyDecoder(tiny_config(settings, source)).to(ctx.device)
+    tiny = TinyDecoder(tiny_config(settings, source.config)).to(ctx.device)
     codec = source.codec
     generator = torch.Generator().manual_seed(ctx.seed)
 

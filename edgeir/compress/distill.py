@@ -36,6 +36,7 @@ from edgeir.diffusion.training import noised
 from edgeir.errors import ConfigError
 from edgeir.files import atomic_path
 from edgeir.load.checkpoint import load_restorer, save_restorer
+from edgeir.models.config import RestorerConfig
 from edgeir.models.restorer import RestorerModel
 from edgeir.progress import no_progress
 from edgeir.train import ddp
@@ -92,16 +93,19 @@ class DistillSettings(CropSized):
         return self
 
 
-def run(settings: DistillSettings, ctx: StageContext) -> StageOutput:
-    model = ctx.student
-    cfg = model.config
-    m = cfg.multiple_of
+def check(settings: DistillSettings, config: RestorerConfig) -> None:
+    """The one-line error the stage would stop with on a model of ``config``, raised before any work."""
+    m = config.multiple_of
     for size in settings.sizes:
-        if size % m or size % cfg.task.scale:
+        if size % m or size % config.task.scale:
             raise ConfigError(f"distill.patch: {size} is not a multiple of the model's {m}")
-    if settings.match == "image" and cfg.latent is None:
+    if settings.match == "image" and config.latent is None:
         raise ConfigError("distill.match: image compares decoded latents, and this restorer samples in pixel "
                           "space (its samples are images already: use sample)")
+
+
+def run(settings: DistillSettings, ctx: StageContext) -> StageOutput:
+    check(settings, ctx.student.config)
     if settings.batch % ddp.world_size():
         raise ConfigError(f"distill.batch: {settings.batch} does not split over {ddp.world_size()} processes")
     images = [im for im in ctx.train_images if min(im.shape[:2]) >= max(settings.sizes)]

@@ -62,6 +62,7 @@ def compress(recipe: Recipe, out: str | Path, model: str | Path | None = None, r
     if teacher.config.task.name != recipe.task:
         raise ConfigError(f"task: the recipe is for {recipe.task} but {model or recipe.teacher} is a "
                           f"{teacher.config.task.name} model")
+    _preflight(recipe, teacher)
     train_images, cases = _data(recipe, teacher)  # before the output folder exists: bad data leaves none
     problem = ddp.broadcast(_out_problem(out, resume) if ddp.is_main() else None)
     if problem:
@@ -114,6 +115,28 @@ def compress(recipe: Recipe, out: str | Path, model: str | Path | None = None, r
         report["targets"] = _targets(recipe, report["stages"][-1]["metrics"], out / report["final"])
     _write_report(out, report)
     return report
+
+
+def _preflight(recipe: Recipe, teacher: RestorerModel) -> None:
+    """Every stage's own check against the model it will start from, before any work: a recipe whose last stage
+    cannot run stops now, in one line, not after the others have run. No stage changes what the checks read
+    (the kind of network and autoencoder, the size multiple) except quantize, which leaves graphs that no later
+    stage trains or quantizes again."""
+    quantized: dict[str, int] = {}
+    for i, stage in enumerate(recipe.stages):
+        if stage.kind in ("distill", "prune") and "unet" in quantized:
+            raise ConfigError(f"stages.{i}: {stage.kind} trains the UNet, which stage {quantized['unet']} makes an "
+                              "INT8 graph; put quantize after it")
+        try:
+            STAGES[stage.kind].check(stage, teacher.config)
+        except ConfigError as e:
+            raise ConfigError(f"stages.{i}.{e}") from None
+        if stage.kind == "quantize":
+            again = [p for p in stage.parts if p in quantized]
+            if again:
+                raise ConfigError(f"stages.{i}.quantize.parts: {again[0]} is INT8 from stage {quantized[again[0]]} "
+                                  "already")
+            quantized.update(dict.fromkeys(stage.parts, i))
 
 
 def _time_all(report: dict, teacher: RestorerModel, out: Path, cases: Cases, device: str) -> None:

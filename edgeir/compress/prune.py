@@ -28,7 +28,7 @@ from edgeir.compress.recover import RecoverySettings, recover
 from edgeir.compress.stage import StageContext, StageOutput
 from edgeir.errors import ConfigError
 from edgeir.models import layer_sizes
-from edgeir.models.config import DiffusersUNetSpec, EdgeUNetSpec
+from edgeir.models.config import DiffusersUNetSpec, EdgeUNetSpec, RestorerConfig
 from edgeir.models.diffusers_unet import DiffusersUNet
 from edgeir.models.restorer import RestorerModel
 from edgeir.models.unet import Attention, EdgeUNet, UNetConfig
@@ -297,8 +297,16 @@ def feature_points(net: nn.Module, kept: dict[str, torch.Tensor]) -> dict[str, t
             for path, m in net.named_modules() if isinstance(getattr(m, "conv2", None), nn.Conv2d)}
 
 
+def check(settings: PruneSettings, config: RestorerConfig) -> None:
+    """The one-line error the stage would stop with on a model of ``config``, raised before any work."""
+    if not isinstance(config.network, (EdgeUNetSpec, DiffusersUNetSpec)):
+        raise ConfigError(f"prune: the prune stage needs an edge_unet or diffusers_unet2d network, not "
+                          f"{config.network.type}")
+
+
 def run(settings: PruneSettings, ctx: StageContext) -> StageOutput:
     source = ctx.student.to(ctx.device).eval()
+    check(settings, source.config)
     _torch_net(source)
     rec = settings.recovery
     if rec.batch % ddp.world_size():

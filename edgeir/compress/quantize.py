@@ -41,6 +41,7 @@ from edgeir.files import write_atomic
 from edgeir.graphs.readiness import check_tensorrt
 from edgeir.graphs.shapes import DimRange, image_profile, with_latent
 from edgeir.models.codec import DECODER_IO, ENCODER_IO, LatentCodec
+from edgeir.models.config import OnnxNetSpec, RestorerConfig
 from edgeir.models.onnx_net import OnnxNet
 from edgeir.models.restorer import RestorerModel
 from edgeir.progress import progress_bar
@@ -101,16 +102,17 @@ def _keep_fp_nodes(graph, patterns: list[str], field: str) -> tuple[list[str], d
     return names, by_pattern
 
 
-def _check_parts(settings: QuantizeSettings, student: RestorerModel) -> None:
-    latent = student.config.latent
+def check(settings: QuantizeSettings, config: RestorerConfig) -> None:
+    """The one-line error the stage would stop with on a model of ``config``, raised before any work."""
+    latent = config.latent
     for part in settings.parts:
         if part != "unet" and latent is None:
             raise ConfigError(f"quantize.parts: {part}: this restorer samples in pixel space and has no autoencoder")
         if part == "encoder" and latent.condition != "latent":
             raise ConfigError("quantize.parts: encoder: this restorer's UNet is conditioned on the low-resolution "
                               "image, so a restoration never runs its encoder")
-        module = student.denoiser.net if part == "unet" else getattr(student.codec, part)
-        if isinstance(module, OnnxNet):
+        graph = isinstance(config.network, OnnxNetSpec) if part == "unet" else part in config.autoencoder.graphs
+        if graph:
             raise ConfigError(f"quantize.parts: {part} is an ONNX graph already (an earlier quantize stage's)")
 
 
@@ -127,7 +129,7 @@ def _quantize(module: nn.Module, samples: list, patterns: list[str], settings: Q
 
 def run(settings: QuantizeSettings, ctx: StageContext) -> StageOutput:
     student = ctx.student.eval()
-    _check_parts(settings, student)
+    check(settings, student.config)
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
     sets = calibration_sets(student, ctx.train_images, settings.subset_size, settings.crop, ctx.seed,
                             settings.parts)
