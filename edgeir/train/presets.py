@@ -26,12 +26,12 @@ PRESETS: dict[str, RestorerConfig] = {
         sampler=SamplerConfig(steps=50),
     ),
     # sr4x for inputs that went through what real pictures go through (edgeir.tasks.degradations: blur, noise,
-    # JPEG, twice): the same network, fine-tuned from sr4x with --init.
+    # JPEG, twice): the same network, fine-tuned from sr4x with --init, sampled as the shipped sr4x is.
     "sr4x-real": RestorerConfig(
         task=SRTask(scale=4, degradation="real"),
         network=EdgeUNetSpec(config=UNetConfig(cond_channels=3, unshuffle=4, channels=(64, 96, 128))),
         residual_scale=5.0,
-        sampler=SamplerConfig(steps=50),
+        sampler=SamplerConfig(steps=50, temperature=0.7),
     ),
     "deblur": RestorerConfig(
         task=DeblurTask(),
