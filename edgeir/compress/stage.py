@@ -1,9 +1,10 @@
 """What every compression stage receives and returns.
 
-A stage is a function ``run(settings, ctx) -> StageOutput``. ``settings`` is the stage's own pydantic model
-(declared in the stage's module and listed in the recipe schema); ``ctx`` carries everything the pipeline
-already has. Stages never evaluate themselves: the pipeline measures every stage's output the same way and
-applies the recipe's quality gates.
+A stage is a module with a function ``run(settings, ctx) -> StageOutput``. ``settings`` is the stage's own
+pydantic model (declared in the stage's module and listed in the recipe schema); ``ctx`` carries everything the
+pipeline already has. Its ``check(settings, config)`` raises the one-line error ``run`` would stop with on a
+model of that config, so the pipeline can refuse a recipe before any stage runs. Stages never evaluate
+themselves: the pipeline measures every stage's output the same way and applies the recipe's quality gates.
 """
 
 from __future__ import annotations
