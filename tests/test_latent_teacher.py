@@ -75,14 +75,29 @@ def test_a_rerun_takes_the_finished_autoencoder_from_the_work_folder(trained, tm
     assert again.config.provenance["autoencoder"]["iterations"] == 3
 
 
-def test_the_cli_trains_the_latent_preset(tmp_path):
-    res = CliRunner().invoke(main, ["train", "sr4x-latent", "-o", str(tmp_path / "t"), "--iters", "1",
-                                    "--ae-iters", "1", "--batch", "1", "--patch", "32", "--workers", "0",
-                                    "--device", "cpu"])
+def test_the_cli_trains_and_fine_tunes_the_latent_preset(tmp_path):
+    """The preset names only the diffusers settings it changes; its saved folder has them all, and --init
+    takes it back."""
+    small = ["--iters", "1", "--batch", "1", "--patch", "32", "--workers", "0", "--device", "cpu"]
+    res = CliRunner().invoke(main, ["train", "sr4x-latent", "-o", str(tmp_path / "t"), "--ae-iters", "1", *small])
     assert res.exit_code == 0, res.output
     model = load_restorer(tmp_path / "t")
     assert model.config.latent.factor == 4 and model.config.task.scale == 4
     assert model.config.provenance["command"]
+    res = CliRunner().invoke(main, ["train", "sr4x-latent", "-o", str(tmp_path / "tuned"), "--init",
+                                    str(tmp_path / "t"), *small])
+    assert res.exit_code == 0, res.output
+    tuned = load_restorer(tmp_path / "tuned")
+    ae = model.codec.autoencoder.state_dict()  # fine-tuning moves the UNet, never the autoencoder
+    assert all(torch.equal(v, ae[k]) for k, v in tuned.codec.autoencoder.state_dict().items())
+    assert tuned.config.provenance["history"]
+
+
+def test_init_from_another_latent_architecture_is_one_line(trained, tmp_path):
+    root, _, _ = trained
+    other = load_restorer(pipelines.kl_restorer(tmp_path / "kl")).config
+    with pytest.raises(CheckpointError, match=r"--init .*: its \w+\.\S+ is .* where the preset's is "):
+        train_teacher(other, tmp_path / "x", tmp_path / "w", iters=1, init=root / "teacher", images=photos(), **KW)
 
 
 @pytest.mark.parametrize("make", [pipelines.ldm_sr, pipelines.kl_restorer])

@@ -20,8 +20,8 @@ from edgeir.files import atomic_path, write_atomic
 from edgeir.load.checkpoint import load_restorer, save_restorer
 from edgeir.load.save_pipeline import save_pipeline
 from edgeir.models.codec import LatentCodec, build_codec
-from edgeir.models.config import RestorerConfig
-from edgeir.models.restorer import RestorerModel
+from edgeir.models.config import DiffusersUNetSpec, RestorerConfig
+from edgeir.models.restorer import RestorerModel, build_network
 from edgeir.progress import progress_bar
 from edgeir.train.autoencoder import train_autoencoder
 from edgeir.train.data import Pairs
@@ -55,9 +55,7 @@ def train_teacher(config: RestorerConfig, out: Path, work: Path, iters: int, bat
     history = []
     if init is not None:  # fine-tune a trained model instead of starting from scratch
         start_from = load_restorer(init)
-        same = {"network": True, "task": set(type(config.task).model_fields) - {"degradation"}}
-        where = _difference(start_from.config.model_dump(mode="json", include=same),
-                            config.model_dump(mode="json", include=same))
+        where = _difference(_comparable(start_from.config), _comparable(config))
         if where is not None:
             raise CheckpointError(f"--init {init}: its {where[0]} is {where[1]!r} where the preset's is "
                                   f"{where[2]!r}; --init fine-tunes a model of the preset's own network and task")
@@ -125,6 +123,24 @@ def _autoencoder(config: RestorerConfig, work: Path, iters: int, batch: int, pat
         save_file({k: v.contiguous() for k, v in codec.autoencoder.state_dict().items()}, str(tmp))
     write_atomic(record, json.dumps(facts))
     return codec, facts
+
+
+def _comparable(config: RestorerConfig) -> dict:
+    """What ``--init`` must share with the preset: the network, the autoencoder and the task, whatever its
+    degradation. A diffusers module's config counts with diffusers' defaults filled in, as its saved folder
+    has them (a preset names only what it changes)."""
+    same = {"network": True, "autoencoder": True, "task": set(type(config.task).model_fields) - {"degradation"}}
+    dump = config.model_dump(mode="json", include=same)
+    with torch.device("meta"):  # sizes only: no memory, no initialisation
+        if isinstance(config.network, DiffusersUNetSpec):
+            dump["network"]["config"] = _plain_config(build_network(config).unet.config)
+        if config.autoencoder is not None:
+            dump["autoencoder"]["config"] = _plain_config(build_codec(config.autoencoder).autoencoder.config)
+    return dump
+
+
+def _plain_config(frozen: Any) -> dict:
+    return json.loads(json.dumps({k: v for k, v in dict(frozen).items() if not k.startswith("_")}))
 
 
 def _difference(a: Any, b: Any, path: str = "") -> tuple[str, Any, Any] | None:
