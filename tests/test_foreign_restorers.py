@@ -169,7 +169,8 @@ def test_compress_distills_an_adapted_module_and_prune_refuses_it_in_one_line(tm
     recipe["stages"] = [{"kind": "prune", "ratio": 0.3}]
     with pytest.raises(ConfigError) as e:
         compress(parse_recipe(recipe), tmp_path / "pruned")
-    one_line(e, "edge_unet or diffusers_unet2d", "not CallAdapter")
+    one_line(e, "stages.0.prune:", "edge_unet or diffusers_unet2d", "not external")
+    assert not (tmp_path / "pruned").exists()  # refused before the run began
 
 
 def test_an_adapted_module_exports_with_its_own_multiple_and_output(tmp_path):
