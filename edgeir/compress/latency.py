@@ -77,6 +77,12 @@ def onnxruntime_restore_latency_ms(models: Sequence[RestorerModel], degraded: De
             torch.set_num_threads(previous)
 
 
+def _unet_feed(model: RestorerModel, height: int, width: int, generator: torch.Generator) -> dict[str, np.ndarray]:
+    """One UNet evaluation's inputs at output size ``height`` x ``width``, mid-schedule."""
+    x_t, _, cond = model.network_inputs(height, width, generator=generator)
+    return {"x_t": x_t.cpu().numpy(), "t": np.array([500.0], np.float32), "condition": cond.cpu().numpy()}
+
+
 def unet_latency_ms(models: Mapping[str, RestorerModel], size: tuple[int, int] = (256, 256), runs: int = 20,
                     threads: int = THREADS, progress: Callable = no_progress) -> dict[str, float]:
     """Median ms of one UNet evaluation in onnxruntime at output ``size`` (height, width) per model, after 3
@@ -87,8 +93,7 @@ def unet_latency_ms(models: Mapping[str, RestorerModel], size: tuple[int, int] =
     with tempfile.TemporaryDirectory() as tmp:
         for i, m in enumerate(models.values()):
             session = open_session(_graph(m, Path(tmp) / f"{i}.onnx"), threads=threads)
-            x_t, _, cond = m.network_inputs(h, w, generator=generator)
-            feed = {"x_t": x_t.cpu().numpy(), "t": np.array([500.0], np.float32), "condition": cond.cpu().numpy()}
+            feed = _unet_feed(m, h, w, generator)
             calls.append(lambda s=session, f=feed: s.run(None, f))
         with progress("onnxruntime latency", runs + 3) as advance:
             return dict(zip(models, median_ms(calls, runs, warmup=3, advance=advance)))
@@ -104,13 +109,11 @@ def restore_parts_ms(models: Mapping[str, RestorerModel], size: tuple[int, int],
     calls, names = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, m) in enumerate(models.items()):
-            x_t, _, cond = m.network_inputs(h, w, generator=generator)
             unet = open_session(_graph(m, Path(tmp) / f"{i}.onnx"), threads=threads)
-            feeds = {"unet": (unet, {"x_t": x_t.cpu().numpy(), "t": np.array([500.0], np.float32),
-                                     "condition": cond.cpu().numpy()})}
+            feeds = {"unet": (unet, _unet_feed(m, h, w, generator))}
             codec = _codec(m, Path(tmp) / f"codec{i}", threads)
             image = torch.rand(1, 3, h, w, generator=generator) * 2 - 1
-            inputs = {"encoder": image, "decoder": x_t}
+            inputs = {"encoder": image, "decoder": torch.from_numpy(feeds["unet"][1]["x_t"])}
             for part in ("encoder", "decoder") if m.config.latent.condition == "latent" else ("decoder",):
                 net = getattr(codec, part)
                 feeds[part] = (net.session, {net.inputs[0]: inputs[part].cpu().numpy()})
