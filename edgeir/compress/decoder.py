@@ -106,7 +106,9 @@ def run(settings: DecoderSettings, ctx: StageContext) -> StageOutput:
             value = value + settings.detail_weight * ((band_rms(pred) - band_rms(goal)) ** 2).mean()
         return value
 
-    key = hashlib.sha256(json.dumps({**settings.model_dump(mode="json"), "start": source.digest(),
+    # Named by what shapes the weights: not the gates (relaxing one must not retrain) nor the timing rounds.
+    shaping = set(DecoderSettings.model_fields) - {"latency_runs"}
+    key = hashlib.sha256(json.dumps({**settings.model_dump(mode="json", include=shaping), "start": source.digest(),
                                      "seed": ctx.seed}, sort_keys=True).encode()).hexdigest()[:8]
     schedule = Schedule(settings.iterations, settings.lr, warmup=max(1, min(100, settings.iterations // 10)),
                         ema=settings.ema, save_every=settings.save_every)
